@@ -1,0 +1,37 @@
+//! killable's benchmarks: `cargo bench --bench killable [-- --quick] [--json]`.
+//!
+//! Every figure that compares killable with something else is a ratio measured side by side in
+//! one run: the two variants alternate, round after round, and the figure is the median of the
+//! pairwise ratios, so a noisy neighbour slows both sides of a pair alike. The table goes to
+//! stdout; with `--json` the last line is one JSON object with every figure.
+
+mod report;
+mod spawn;
+
+use report::Report;
+
+pub struct Opts {
+    pub quick: bool,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = Opts {
+        quick: args.iter().any(|a| a == "--quick"),
+    };
+    let json = args.iter().any(|a| a == "--json");
+    let mut report = Report::default();
+    let started = std::time::Instant::now();
+
+    spawn::run(&opts, &mut report);
+
+    report.print_table();
+    println!(
+        "({} mode, {:.1} s)",
+        if opts.quick { "quick" } else { "full" },
+        started.elapsed().as_secs_f64()
+    );
+    if json {
+        println!("{}", report.json());
+    }
+}

@@ -1,0 +1,111 @@
+//! Futex helpers and a small lock that can be reset in a forked child.
+//!
+//! These are the plain (not interruptible) waits killable uses for its own bookkeeping: a joiner
+//! waiting for a thread to finish, the registry lock. The interruptible waits go through the
+//! race-free stub in `syscall.rs` instead.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+pub(crate) const FUTEX_WAIT_BITSET_PRIVATE: libc::c_int = 9 | 128;
+pub(crate) const FUTEX_WAKE_PRIVATE: libc::c_int = 1 | 128;
+pub(crate) const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
+
+/// Converts an `Instant` to the `CLOCK_MONOTONIC` timespec it stands for.
+///
+/// std's `Instant` is `CLOCK_MONOTONIC` on Linux; we rebuild the absolute value from the
+/// difference to "now" so we never depend on `Instant`'s private layout.
+pub(crate) fn monotonic_timespec(at: Instant) -> libc::timespec {
+    let now_ts = monotonic_now();
+    let now = Instant::now();
+    let (secs, nanos) = if at >= now {
+        let d = at - now;
+        add_ts(now_ts, d.as_secs() as i64, d.subsec_nanos() as i64)
+    } else {
+        let d = now - at;
+        add_ts(now_ts, -(d.as_secs() as i64), -(d.subsec_nanos() as i64))
+    };
+    libc::timespec {
+        tv_sec: secs,
+        tv_nsec: nanos,
+    }
+}
+
+fn add_ts(ts: libc::timespec, secs: i64, nanos: i64) -> (i64, i64) {
+    let mut s = ts.tv_sec.saturating_add(secs);
+    let mut n = ts.tv_nsec + nanos;
+    if n >= 1_000_000_000 {
+        n -= 1_000_000_000;
+        s = s.saturating_add(1);
+    } else if n < 0 {
+        n += 1_000_000_000;
+        s = s.saturating_sub(1);
+    }
+    (s.max(0), if s < 0 { 0 } else { n })
+}
+
+pub(crate) fn monotonic_now() -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts
+}
+
+/// Waits while `*word == expected`, until woken or until the absolute `deadline` passes.
+/// Returns `false` on timeout. Spurious returns are possible; callers loop.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<&libc::timespec>) -> bool {
+    let ts = deadline.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned u32 for the duration of the call; `ts` is null or points
+    // to a timespec that outlives the call. FUTEX_WAIT_BITSET takes an absolute monotonic time.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            FUTEX_WAIT_BITSET_PRIVATE,
+            expected,
+            ts,
+            std::ptr::null::<u32>(),
+            FUTEX_BITSET_MATCH_ANY,
+        )
+    };
+    // SAFETY: reading errno right after the failed call, on the same thread.
+    !(r == -1 && unsafe { *libc::__errno_location() } == libc::ETIMEDOUT)
+}
+
+/// Wakes up to `n` waiters on `word`.
+pub(crate) fn wake(word: &AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences it.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), FUTEX_WAKE_PRIVATE, n) };
+}
+
+/// A futex mutex without poisoning or owner tracking, small enough to be taken in a
+/// `pthread_atfork` prepare handler and released (or reset) in the parent and the child.
+pub(crate) struct RawLock(AtomicU32);
+
+impl RawLock {
+    pub(crate) const fn new() -> Self {
+        RawLock(AtomicU32::new(0))
+    }
+
+    pub(crate) fn lock(&self) {
+        if self
+            .0
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        while self.0.swap(2, Ordering::Acquire) != 0 {
+            wait(&self.0, 2, None);
+        }
+    }
+
+    pub(crate) fn unlock(&self) {
+        if self.0.swap(0, Ordering::Release) == 2 {
+            wake(&self.0, 1);
+        }
+    }
+}

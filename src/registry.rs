@@ -1,0 +1,169 @@
+//! The registry of live managed threads: what [`threads`] lists, and what a forked child keeps.
+//!
+//! # Internal workings
+//!
+//! A managed thread enters the registry in `spawn`, before `pthread_create`, and leaves it when
+//! both the thread has ended and its `JoinHandle` is gone (joined, detached by drop, or turned
+//! into a raw `pthread_t`): `Inner::registry_refs` starts at 2 and whoever takes it to 0
+//! removes the entry. So a thread that has finished but was not joined yet is still listed,
+//! with `finished` set.
+//!
+//! `fork()` copies only the calling thread. A `pthread_atfork` prepare handler takes the
+//! registry lock so that no other thread is half-way through changing it; the child handler
+//! keeps only the forking thread's entry, marks every other one as lost (their `JoinHandle`s in
+//! the child then report that instead of waiting forever), fixes the forking thread's `tid`
+//! (in the child it is the child's pid) and releases the lock.
+
+use std::cell::UnsafeCell;
+use std::collections::BTreeMap;
+use std::sync::Once;
+use std::sync::atomic::Ordering;
+
+use crate::futex::RawLock;
+use crate::thread::{CURRENT, Inner, Thread, gettid};
+
+struct Registry {
+    lock: RawLock,
+    map: UnsafeCell<BTreeMap<u64, Thread>>,
+}
+
+// SAFETY: `map` is only touched with `lock` held (or in the single-threaded fork child).
+unsafe impl Sync for Registry {}
+
+static REGISTRY: Registry = Registry {
+    lock: RawLock::new(),
+    map: UnsafeCell::new(BTreeMap::new()),
+};
+
+fn with_map<R>(f: impl FnOnce(&mut BTreeMap<u64, Thread>) -> R) -> R {
+    REGISTRY.lock.lock();
+    struct Unlock;
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            REGISTRY.lock.unlock();
+        }
+    }
+    let _unlock = Unlock;
+    // SAFETY: the lock is held until `_unlock` drops, so this is the only reference.
+    f(unsafe { &mut *REGISTRY.map.get() })
+}
+
+/// Registers the fork handlers, once per process.
+pub(crate) fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the three handlers are `extern "C"` functions with no arguments that live for
+        // the whole program.
+        let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        assert_eq!(
+            r,
+            0,
+            "pthread_atfork failed: {}",
+            std::io::Error::from_raw_os_error(r)
+        );
+    });
+}
+
+extern "C" fn prepare() {
+    REGISTRY.lock.lock();
+}
+
+extern "C" fn parent() {
+    REGISTRY.lock.unlock();
+}
+
+extern "C" fn child() {
+    let me = CURRENT.with(|c| c.get());
+    if !me.is_null() {
+        // SAFETY: CURRENT points to this thread's live `Inner` (see thread.rs).
+        unsafe { (*me).tid.store(gettid(), Ordering::SeqCst) };
+    }
+    // SAFETY: the prepare handler took the lock in the parent, and this child has one thread.
+    let map = unsafe { &mut *REGISTRY.map.get() };
+    for (_, thread) in std::mem::take(map) {
+        if std::ptr::eq(std::sync::Arc::as_ptr(&thread.inner), me) {
+            map.insert(thread.inner.id.as_u64().get(), thread);
+        } else {
+            crate::thread::mark_lost(&thread.inner);
+            // Dropping it could run user destructors inside the fork handler; it is a few
+            // bytes, kept for the life of the child.
+            std::mem::forget(thread);
+        }
+    }
+    REGISTRY.lock.unlock();
+}
+
+pub(crate) fn insert(thread: &Thread) {
+    init();
+    with_map(|m| m.insert(thread.inner.id.as_u64().get(), thread.clone()));
+}
+
+/// Drops one of the two references that keep a managed thread listed.
+pub(crate) fn release(inner: &Inner) {
+    if inner.registry_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let removed = with_map(|m| m.remove(&inner.id.as_u64().get()));
+        drop(removed);
+    }
+}
+
+/// A snapshot of one managed thread, as returned by [`threads`].
+#[derive(Clone, Debug)]
+pub struct ThreadInfo {
+    thread: Thread,
+    finished: bool,
+}
+
+impl ThreadInfo {
+    /// The thread itself.
+    pub fn thread(&self) -> &Thread {
+        &self.thread
+    }
+
+    /// Its name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.thread.name()
+    }
+
+    /// Its kernel thread id.
+    pub fn tid(&self) -> i32 {
+        self.thread.tid()
+    }
+
+    /// Whether it was spawned with [`Builder::daemon(true)`](crate::Builder::daemon).
+    pub fn is_daemon(&self) -> bool {
+        self.thread.inner.daemon
+    }
+
+    /// Whether it had finished running when the snapshot was taken (its handle not yet joined).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// A snapshot of the live threads killable spawned in this process.
+///
+/// A thread is listed from `spawn` until it has both finished and been joined (or its
+/// `JoinHandle` dropped). Threads killable did not create (the main thread, `std::thread`s)
+/// are not listed. In a forked child, only the thread that called `fork` remains.
+///
+/// # Examples
+///
+/// ```
+/// let h = killable::Builder::new().name("listed".into()).daemon(true).spawn(|| ()).unwrap();
+/// let me = h.thread().id();
+/// let info = killable::threads().into_iter().find(|t| t.thread().id() == me).unwrap();
+/// assert_eq!(info.name(), Some("listed"));
+/// assert!(info.is_daemon());
+/// h.join().unwrap();
+/// assert!(killable::threads().iter().all(|t| t.thread().id() != me));
+/// ```
+pub fn threads() -> Vec<ThreadInfo> {
+    with_map(|m| {
+        m.values()
+            .map(|t| ThreadInfo {
+                thread: t.clone(),
+                finished: t.is_finished(),
+            })
+            .collect()
+    })
+}

@@ -1,0 +1,144 @@
+//! Process-level behaviour that must run on the real main thread or in a child process:
+//! `current()` on the main thread, `fork()`, and the stack-overflow report.
+//!
+//! This binary has no test harness (`harness = false` in Cargo.toml), so `main` is the
+//! process's main thread.
+
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("overflow-child") {
+        overflow_child();
+    }
+    let tests: &[(&str, fn())] = &[
+        ("current_on_the_main_thread", current_on_the_main_thread),
+        (
+            "forked_child_keeps_only_the_forking_thread",
+            forked_child_keeps_only_the_forking_thread,
+        ),
+        (
+            "stack_overflow_is_reported_like_std",
+            stack_overflow_is_reported_like_std,
+        ),
+    ];
+    let mut failed = 0;
+    for (name, test) in tests {
+        match std::panic::catch_unwind(test) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!("{} passed, {failed} failed", tests.len() - failed);
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
+fn current_on_the_main_thread() {
+    let main = killable::current();
+    assert_eq!(main.name(), Some("main"));
+    assert_eq!(main.tid(), std::process::id() as i32);
+    assert!(!main.is_finished());
+    assert!(
+        killable::threads()
+            .iter()
+            .all(|t| t.thread().id() != main.id()),
+        "main is not managed"
+    );
+}
+
+fn forked_child_keeps_only_the_forking_thread() {
+    let (tx, rx) = mpsc::channel::<()>();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+    let sleepers: Vec<_> = (0..3)
+        .map(|_| {
+            let rx = rx.clone();
+            killable::spawn(move || {
+                let _ = rx.lock().unwrap().recv();
+            })
+        })
+        .collect();
+    let forker = killable::Builder::new()
+        .name("forker".into())
+        .spawn(move || {
+            let me = killable::current();
+            // SAFETY: the child only runs code that is safe after fork in glibc (malloc and our
+            // own fork-aware registry) and leaves with _exit.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                let ok = child_checks(&me, sleepers);
+                // SAFETY: _exit is always safe.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            (
+                libc::WIFEXITED(status),
+                libc::WEXITSTATUS(status),
+                sleepers_back(),
+            )
+        })
+        .unwrap();
+    fn sleepers_back() {}
+    let (exited, code, ()) = forker.join().unwrap();
+    assert!(
+        exited && code == 0,
+        "child checks failed (exited {exited}, code {code})"
+    );
+    drop(tx);
+}
+
+fn child_checks(me: &killable::Thread, sleepers: Vec<killable::JoinHandle<()>>) -> bool {
+    let listed = killable::threads();
+    let only_me = listed.len() == 1 && listed[0].thread().id() == me.id();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let tid_fixed = me.tid() == pid && killable::current().tid() == pid;
+    let lost = sleepers.into_iter().all(|h| h.join().is_err());
+    let spawns = killable::spawn(|| 4).join().ok() == Some(4);
+    only_me && tid_fixed && lost && spawns
+}
+
+fn overflow_child() -> ! {
+    #[allow(unconditional_recursion)]
+    fn recurse(n: u64) -> u64 {
+        let buf = [n; 64];
+        std::hint::black_box(&buf);
+        recurse(n + 1) + buf[3]
+    }
+    let h = killable::Builder::new()
+        .name("deep".into())
+        .stack_size(128 * 1024)
+        .spawn(|| recurse(0))
+        .unwrap();
+    let _ = h.join();
+    std::process::exit(0)
+}
+
+fn stack_overflow_is_reported_like_std() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("overflow-child")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "status {:?}, stderr {stderr}",
+        out.status
+    );
+    assert!(stderr.contains("thread 'deep' ("), "stderr: {stderr}");
+    assert!(
+        stderr.contains(") has overflowed its stack\nfatal runtime error: stack overflow"),
+        "stderr: {stderr}"
+    );
+    let _ = Duration::ZERO;
+}
