@@ -2,7 +2,12 @@
 //!
 //! Every step prints what it does and what it observed.
 
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use killable::io::Interruptible;
 
 fn main() {
     println!("killable tour (pid {})\n", std::process::id());
@@ -10,6 +15,7 @@ fn main() {
     panics_reach_join();
     join_with_a_timeout();
     affinity_from_inside();
+    interrupting_blocked_calls();
     println!("\ntour finished");
 }
 
@@ -90,4 +96,69 @@ fn affinity_from_inside() {
         "   process may use CPUs {cpus:?}; thread pinned to [{last}] reports {:?}",
         h.join().unwrap()
     );
+}
+
+/// Spawns `f`, lets it block, interrupts it and reports how long the call took to return.
+fn interrupt_and_time<T: std::fmt::Debug + Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = killable::Builder::new()
+        .name(what.into())
+        .spawn(move || {
+            let r = f();
+            tx.send(Instant::now()).unwrap();
+            r
+        })
+        .expect("spawn");
+    // Wait until the thread sleeps in the kernel ('S' in /proc), then interrupt it.
+    let stat = format!("/proc/self/task/{}/stat", h.thread().tid());
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('S'))
+    }) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let sent = Instant::now();
+    h.interrupt();
+    let returned = rx.recv().unwrap();
+    let result = h.join().unwrap();
+    println!(
+        "   {what:<22} returned {:>6.1} µs after interrupt(): {result:?}",
+        (returned - sent).as_secs_f64() * 1e6
+    );
+}
+
+fn interrupting_blocked_calls() {
+    println!("5. interrupting threads blocked in system calls (none of them would ever return)");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    interrupt_and_time("pipe read", move || {
+        Interruptible::new(reader)
+            .read(&mut [0u8; 64])
+            .map_err(|e| e.to_string())
+    });
+    drop(writer);
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    interrupt_and_time("accept", move || {
+        Interruptible::new(listener)
+            .accept()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
+
+    interrupt_and_time("sleep(1 hour)", || {
+        killable::sleep(Duration::from_secs(3600)).map_err(|e| e.to_string())
+    });
+
+    let state = Arc::new((Mutex::new(false), killable::sync::Condvar::new()));
+    interrupt_and_time("condition wait", move || {
+        let (lock, cv) = &*state;
+        cv.wait_while(lock, |ready| !*ready)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
 }

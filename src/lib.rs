@@ -1,18 +1,45 @@
 //! Threads you can stop.
 //!
 //! `killable` creates threads with `pthread_create` behind a safe, std-shaped API
-//! ([`Builder`], [`spawn`], [`JoinHandle`], [`Thread`]) and keeps track of them
-//! ([`threads`]), so that a thread stuck in a blocking call can be stopped.
+//! ([`Builder`], [`spawn`], [`JoinHandle`], [`Thread`], [`current`]) and can stop a thread that
+//! sits in a blocking call: [`Thread::interrupt`] makes the killable call it is blocked in (or
+//! its next one) fail with [`Interrupted`], race-free, without losing data.
 //!
 //! # Examples
 //!
 //! ```
-//! let handle = killable::Builder::new()
-//!     .name("worker".into())
-//!     .spawn(|| killable::current().name().unwrap().len())
-//!     .unwrap();
-//! assert_eq!(handle.join().unwrap(), 6);
+//! use std::io::Read;
+//! use std::net::TcpListener;
+//! use killable::io::Interruptible;
+//!
+//! let listener = Interruptible::new(TcpListener::bind("127.0.0.1:0")?);
+//! let server = killable::Builder::new().name("server".into()).spawn(move || -> std::io::Result<()> {
+//!     loop {
+//!         let (mut conn, _peer) = listener.accept()?; // an interrupt ends the loop here...
+//!         let mut buf = [0u8; 512];
+//!         while conn.read(&mut buf)? > 0 {}             // ...or here
+//!     }
+//! })?;
+//! server.interrupt();
+//! let err = server.join().unwrap().unwrap_err();
+//! assert!(killable::is_interrupt(&err));
+//! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! # How an interrupt travels
+//!
+//! [`Thread::interrupt`] sets a bit in the target's control block and sends it killable's signal
+//! ([`set_signal`], SIGUSR1 by default) with `tgkill`. The handler is installed without
+//! `SA_RESTART`, so a system call the target is blocked in returns `EINTR`. Every killable
+//! blocking call goes through one assembly stub that loads the bit and enters the kernel between
+//! two labels; if the signal lands between the check and the kernel, the handler moves the
+//! thread to a third label that returns at once. So the interrupt is never lost, and a call that
+//! had completed keeps its result. The error converts to an [`std::io::Error`] whose kind is
+//! never `Interrupted` (std's loops retry that kind), and [`is_interrupt`] recognises it.
+//!
+//! The bit is sticky until [`clear_interrupt`]; [`defer_interrupts`] holds interrupts back for a
+//! section; [`on_interrupt`] registers a callback that runs on the interrupter; [`timeout`]
+//! applies the same mechanism to a deadline; [`check`] is the cooperative test for loops.
 //!
 //! # Platform
 //!
@@ -24,12 +51,39 @@
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!("killable supports only Linux on x86_64");
 
+// Lets the unit tests share code written against the public API (`killable::...`).
+#[cfg(test)]
+extern crate self as killable;
+
+/// The lost-wake-up harness the benchmark uses, for the unit test that shows it can fail.
+#[cfg(test)]
+#[path = "../benches/killable/stress.rs"]
+mod stress;
+
+/// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+mod deadline;
 mod futex;
+mod interrupt;
+pub mod io;
 mod registry;
+mod signal;
 mod spawn;
 mod stack;
+pub mod sync;
+mod syscall;
 mod thread;
 
+pub use deadline::{timeout, timeout_at};
+pub use interrupt::{
+    DeferGuard, InterruptCallback, Interrupted, check, clear_interrupt, defer_interrupts,
+    is_interrupt, is_interrupted, on_interrupt,
+};
 pub use registry::{ThreadInfo, threads};
+pub use signal::{set_signal, signal};
 pub use spawn::{Builder, JoinHandle, spawn};
+pub use sync::{park, park_timeout, sleep, wait_child};
 pub use thread::{Thread, ThreadId, current};

@@ -73,6 +73,7 @@ extern "C" fn parent() {
 }
 
 extern "C" fn child() {
+    crate::signal::refresh_pid();
     let me = CURRENT.with(|c| c.get());
     if !me.is_null() {
         // SAFETY: CURRENT points to this thread's live `Inner` (see thread.rs).

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::futex;
+use crate::interrupt::Control;
 
 /// A unique identifier for a thread, never reused within a process.
 ///
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     /// The stack guard region `[lo, hi)`, for the stack-overflow report (spawned threads only).
     pub(crate) guard_lo: AtomicUsize,
     pub(crate) guard_hi: AtomicUsize,
+    /// Interruption: the control word the stub loads, senders in flight, callbacks.
+    pub(crate) ctl: Control,
 }
 
 impl Inner {
@@ -87,6 +90,7 @@ impl Inner {
             registry_refs: AtomicU32::new(if managed { 2 } else { 0 }),
             guard_lo: AtomicUsize::new(0),
             guard_hi: AtomicUsize::new(0),
+            ctl: Control::new(),
         }
     }
 
@@ -159,6 +163,8 @@ impl Drop for Holder {
 
 /// Runs when a thread is about to end: marks it finished for everyone who holds its `Thread`.
 pub(crate) fn exit_protocol(inner: &Inner) {
+    // No signal may reach this tid once the thread is gone (it could be reused).
+    inner.ctl.mark_exited();
     if inner.done.swap(FINISHED, Ordering::Release) & DONE_WAITERS != 0 {
         futex::wake(&inner.done, i32::MAX);
     }
@@ -166,6 +172,7 @@ pub(crate) fn exit_protocol(inner: &Inner) {
 
 /// Marks a thread that stayed behind in the parent of a `fork` (runs in the fork child).
 pub(crate) fn mark_lost(inner: &Inner) {
+    inner.ctl.mark_exited_in_child();
     inner.done.store(LOST_IN_FORK, Ordering::Release);
     if inner.tid.load(Ordering::Relaxed) <= 0 {
         // It never started in the parent before the fork; nobody will ever publish it here.

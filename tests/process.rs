@@ -53,6 +53,9 @@ fn current_on_the_main_thread() {
 }
 
 fn forked_child_keeps_only_the_forking_thread() {
+    // Install killable's handler before the fork, so the child inherits it and its cached pid.
+    killable::current().interrupt();
+    killable::clear_interrupt();
     let (tx, rx) = mpsc::channel::<()>();
     let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
     let sleepers: Vec<_> = (0..3)
@@ -103,7 +106,11 @@ fn child_checks(me: &killable::Thread, sleepers: Vec<killable::JoinHandle<()>>) 
     let tid_fixed = me.tid() == pid && killable::current().tid() == pid;
     let lost = sleepers.into_iter().all(|h| h.join().is_err());
     let spawns = killable::spawn(|| 4).join().ok() == Some(4);
-    only_me && tid_fixed && lost && spawns
+    // Interruption works in the child (the cached pid was refreshed by the fork handler).
+    let sleeper = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
+    sleeper.interrupt();
+    let interrupts = matches!(sleeper.join(), Ok(Err(_)));
+    only_me && tid_fixed && lost && spawns && interrupts
 }
 
 fn overflow_child() -> ! {
@@ -140,5 +147,4 @@ fn stack_overflow_is_reported_like_std() {
         stderr.contains(") has overflowed its stack\nfatal runtime error: stack overflow"),
         "stderr: {stderr}"
     );
-    let _ = Duration::ZERO;
 }

@@ -5,8 +5,10 @@
 //! pairwise ratios, so a noisy neighbour slows both sides of a pair alike. The table goes to
 //! stdout; with `--json` the last line is one JSON object with every figure.
 
+mod interrupt;
 mod report;
 mod spawn;
+mod stress;
 
 use report::Report;
 
@@ -24,6 +26,7 @@ fn main() {
     let started = std::time::Instant::now();
 
     spawn::run(&opts, &mut report);
+    interrupt::run(&opts, &mut report);
 
     report.print_table();
     println!(

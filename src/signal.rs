@@ -1,0 +1,259 @@
+//! killable's signal: choosing it, installing the handler, telling our signals from others.
+//!
+//! # Internal workings
+//!
+//! The handler is installed once, lazily (first `interrupt()` or first `timeout`), with
+//! `SA_SIGINFO | SA_ONSTACK` and **without `SA_RESTART`**: a system call the target is blocked
+//! in must return `EINTR` rather than be restarted by the kernel, or the interrupt would be lost.
+//! This is the one place killable departs from signal-hook's practice.
+//!
+//! The handler is async-signal-safe: it saves and restores errno, reads the `CURRENT`
+//! thread-local pointer and a few atomics (the pid is cached, not asked for), may call
+//! `clock_gettime`, and never allocates, locks or panics. It decides whether a signal is ours:
+//!
+//! * `si_code == SI_TKILL` and `si_pid` is this process: sent by this process to one of its threads
+//!   with `tgkill`, as `interrupt()` does. (Another process cannot forge this: the kernel refuses
+//!   `SI_TKILL` in `rt_sigqueueinfo` from another process.)
+//! * `si_code == SI_TIMER` with the value killable put in its own per-thread timer (this thread's
+//!   `Inner` address): the thread's `timeout` may have passed. The handler re-reads the clock and
+//!   sets `DEADLINE` only if the deadline really has passed, so a stale or forged timer signal
+//!   can at worst cause a spurious wake-up, which the Rust side retries.
+//!
+//! Anything else goes to the action that was installed before ours: its handler is called with
+//! the same arguments; if it was `SIG_DFL` or `SIG_IGN` the signal is ignored (so a stray
+//! `kill -USR1` no longer terminates the process once killable has installed its handler).
+//!
+//! For our signals, the handler looks at the interrupted program counter in the `ucontext`: if
+//! it lies in the stub's `[begin, end)` the thread had not entered the kernel yet, and the
+//! handler moves it to the stub's cancel label, which returns `-EINTR`.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::interrupt::DEADLINE;
+use crate::syscall;
+use crate::thread::CURRENT;
+
+static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR1);
+/// This process's pid, so that neither the handler nor `interrupt()` needs a `getpid` system
+/// call. Set when the handler is installed and refreshed in the fork child (registry.rs).
+static PID: AtomicI32 = AtomicI32::new(0);
+
+/// This process's pid (cached; see `PID`).
+#[inline]
+pub(crate) fn pid() -> libc::pid_t {
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    // SAFETY: getpid has no preconditions.
+    let p = unsafe { libc::getpid() };
+    PID.store(p, Ordering::Relaxed);
+    p
+}
+
+/// Refreshes the cached pid; called in the child after `fork`.
+pub(crate) fn refresh_pid() {
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+}
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+static INSTALL: Mutex<()> = Mutex::new(());
+/// The action ours replaced; published before our handler is installed.
+static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
+
+/// Chooses the signal killable uses to interrupt threads (SIGUSR1 by default).
+///
+/// Call it before the first interrupt or timeout, for example at the start of `main`, if the
+/// application needs SIGUSR1 for itself. Signals that killable did not send are passed on to
+/// the handler that was installed before killable's (see the README's "Signals" section).
+///
+/// # Errors
+///
+/// [`io::ErrorKind::InvalidInput`] for a signal that cannot work: not a valid signal number,
+/// `SIGKILL` or `SIGSTOP` (cannot be caught), `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE` or
+/// `SIGABRT` (reserved for faults and aborts), or a real-time signal the C library keeps for
+/// itself (below `SIGRTMIN`). [`io::ErrorKind::ResourceBusy`] once the handler is installed with
+/// a different signal.
+///
+/// # Examples
+///
+/// ```
+/// let err = killable::set_signal(libc::SIGKILL).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
+pub fn set_signal(sig: i32) -> io::Result<()> {
+    validate(sig)?;
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if INSTALLED.load(Ordering::Acquire) {
+        let current = SIGNAL.load(Ordering::Relaxed);
+        if current == sig {
+            return Ok(());
+        }
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "killable's handler is already installed for signal {current}; \
+                 set_signal({sig}) must come before the first interrupt or timeout"
+            ),
+        ));
+    }
+    SIGNAL.store(sig, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The signal killable uses (see [`set_signal`]).
+pub fn signal() -> i32 {
+    SIGNAL.load(Ordering::Relaxed)
+}
+
+fn validate(sig: i32) -> io::Result<()> {
+    let bad = |why: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {sig}: {why}"),
+        ))
+    };
+    if sig <= 0 || sig > libc::SIGRTMAX() {
+        return bad("not a signal number");
+    }
+    match sig {
+        libc::SIGKILL | libc::SIGSTOP => bad("cannot be caught"),
+        libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGABRT => {
+            bad("reserved for faults and aborts")
+        }
+        s if s >= 32 && s < libc::SIGRTMIN() => bad("reserved by the C library"),
+        _ => Ok(()),
+    }
+}
+
+/// Installs the handler if needed and checks that it is still ours; returns the signal.
+pub(crate) fn ensure_installed() -> io::Result<libc::c_int> {
+    let sig = SIGNAL.load(Ordering::Relaxed);
+    if !INSTALLED.load(Ordering::Acquire) {
+        return install();
+    }
+    // SAFETY: sigaction is plain data; we only query the current action into it.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) };
+    if cur.sa_sigaction != handler as *const () as usize {
+        return Err(io::Error::other(format!(
+            "killable's handler for signal {sig} was replaced by another one \
+             (by another library, or by signal()/sigaction in the application)"
+        )));
+    }
+    Ok(sig)
+}
+
+#[cold]
+fn install() -> io::Result<libc::c_int> {
+    let _g = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let sig = SIGNAL.load(Ordering::Relaxed);
+    if INSTALLED.load(Ordering::Acquire) {
+        return Ok(sig);
+    }
+    // The fork handlers keep the cached pid right in children.
+    crate::registry::init();
+    refresh_pid();
+    // SAFETY: sigaction is plain data; zeroed is a valid value to query into.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: querying the current action.
+    if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Published before the handler can run, so the handler never finds it missing.
+    let _ = PREVIOUS.set(old);
+    // SAFETY: as above.
+    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+    new.sa_sigaction = handler as *const () as usize;
+    // NOT SA_RESTART: a blocked system call must return EINTR, not be restarted (module docs).
+    new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: `new` is fully initialised; the handler is async-signal-safe.
+    if unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    INSTALLED.store(true, Ordering::Release);
+    Ok(sig)
+}
+
+/// Saves errno on creation and restores it on drop (signal handlers must preserve it).
+pub(crate) struct ErrnoGuard(libc::c_int);
+
+impl ErrnoGuard {
+    pub(crate) fn new() -> ErrnoGuard {
+        // SAFETY: __errno_location always returns this thread's errno.
+        ErrnoGuard(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
+/// The handler. Async-signal-safe: see the module docs.
+extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    let ours = match code {
+        // SAFETY: for SI_TKILL the siginfo holds the sender's pid. `PID` was set before the
+        // handler was installed (and is refreshed in fork children), so one load suffices.
+        libc::SI_TKILL => unsafe { (*info).si_pid() == PID.load(Ordering::Relaxed) },
+        // SAFETY: for SI_TIMER the siginfo holds the timer's sigval.
+        libc::SI_TIMER => timer_fired(unsafe { (*info).si_value().sival_ptr }),
+        _ => false,
+    };
+    if !ours {
+        chain(sig, info, ctx);
+        return;
+    }
+    // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted thread's ucontext_t, which the
+    // kernel restores on return; moving the program counter to the stub's cancel label is the
+    // designed use (the label returns -EINTR, the stub has not touched the stack).
+    unsafe {
+        let uc = ctx.cast::<libc::ucontext_t>();
+        let pc = &mut (*uc).uc_mcontext.gregs[libc::REG_RIP as usize];
+        if syscall::in_window(*pc as usize) {
+            *pc = syscall::cancel_address() as i64;
+        }
+    }
+}
+
+/// Our timer fired for this thread: set `DEADLINE` if the deadline has really passed.
+fn timer_fired(value: *mut libc::c_void) -> bool {
+    let me = CURRENT.with(|c| c.get());
+    if me.is_null() || !std::ptr::eq(value, me.cast::<libc::c_void>()) {
+        return false;
+    }
+    // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs).
+    let ctl = unsafe { &(*me).ctl };
+    let deadline = ctl.deadline_ns.load(Ordering::Acquire);
+    if deadline != 0 && crate::deadline::now_ns() >= deadline {
+        ctl.state.fetch_or(DEADLINE, Ordering::SeqCst);
+    }
+    true
+}
+
+/// Passes a signal that is not ours to the action installed before ours.
+fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let Some(prev) = PREVIOUS.get() else { return };
+    if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
+        return;
+    }
+    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: installed with SA_SIGINFO, so it has the three-argument signature; it gets
+        // exactly what the kernel gave us.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(prev.sa_sigaction) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: without SA_SIGINFO the handler takes only the signal number.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev.sa_sigaction) };
+        f(sig);
+    }
+}

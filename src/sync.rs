@@ -1,0 +1,369 @@
+//! Waiting, killable: [`sleep`], [`park`], [`Condvar`], waiting for a thread
+//! ([`JoinHandle::wait`](crate::JoinHandle::wait)) and for a child process ([`wait_child`]).
+//!
+//! All of them block in `futex(2)`, `clock_nanosleep(2)` or `waitid(2)` through killable's
+//! race-free system call, with absolute deadlines so that a stray signal's retry does not
+//! stretch the wait.
+
+use std::io;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::futex::{FUTEX_BITSET_MATCH_ANY, FUTEX_WAIT_BITSET_PRIVATE, monotonic_timespec};
+use crate::interrupt::{Interrupted, with_current};
+use crate::syscall::{Fail, call};
+use crate::thread::{DONE_WAITERS, RUNNING, Thread};
+use crate::{JoinHandle, futex};
+
+/// The result of a killable wait in which only an interrupt can fail.
+fn only_interrupt<T>(r: Result<T, Fail>) -> Result<Option<T>, Interrupted> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Fail::Stop(i)) => Err(i),
+        Err(Fail::Os(_)) => Ok(None),
+    }
+}
+
+fn abs_deadline(timeout: Option<Duration>) -> Option<libc::timespec> {
+    timeout
+        .and_then(|t| Instant::now().checked_add(t))
+        .map(monotonic_timespec)
+}
+
+/// Killable `FUTEX_WAIT_BITSET` on `word` while it equals `expected`, until the absolute
+/// monotonic `deadline`. `Ok(false)` on timeout; `Ok(true)` when woken or the value changed
+/// (callers re-check their condition).
+fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<&libc::timespec>,
+) -> Result<bool, Interrupted> {
+    let ts = deadline.map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let r = call(
+        libc::SYS_futex,
+        [
+            word.as_ptr() as libc::c_long,
+            FUTEX_WAIT_BITSET_PRIVATE as libc::c_long,
+            expected as libc::c_long,
+            ts as libc::c_long,
+            0,
+            FUTEX_BITSET_MATCH_ANY as libc::c_long,
+        ],
+    );
+    match r {
+        Err(Fail::Os(libc::ETIMEDOUT)) => Ok(false),
+        other => only_interrupt(other).map(|_| true),
+    }
+}
+
+/// Sleeps for `dur`, killable: an interrupt (or a passed [`timeout`](crate::timeout)) ends the
+/// sleep early with `Err`.
+///
+/// Unlike [`std::thread::sleep`], which resumes after every signal, this sleeps on an absolute
+/// `CLOCK_MONOTONIC` deadline and returns as soon as the thread is interrupted.
+///
+/// # Errors
+///
+/// [`Interrupted`] if the thread was interrupted before or during the sleep.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let sleeper = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
+/// sleeper.interrupt();
+/// let t = Instant::now();
+/// assert!(sleeper.join().unwrap().is_err());
+/// assert!(t.elapsed() < Duration::from_secs(3600));
+/// ```
+///
+/// # References
+///
+/// * [`clock_nanosleep(2)`](https://man7.org/linux/man-pages/man2/clock_nanosleep.2.html)
+#[doc(alias = "clock_nanosleep")]
+#[doc(alias = "nanosleep")]
+pub fn sleep(dur: Duration) -> Result<(), Interrupted> {
+    let at = Instant::now()
+        .checked_add(dur)
+        .map(monotonic_timespec)
+        .unwrap_or(libc::timespec {
+            tv_sec: libc::time_t::MAX,
+            tv_nsec: 0,
+        });
+    let r = call(
+        libc::SYS_clock_nanosleep,
+        [
+            libc::CLOCK_MONOTONIC as libc::c_long,
+            libc::TIMER_ABSTIME as libc::c_long,
+            (&raw const at) as libc::c_long,
+            0,
+            0,
+            0,
+        ],
+    );
+    only_interrupt(r).map(drop)
+}
+
+const EMPTY: u32 = 0;
+const NOTIFIED: u32 = 1;
+const PARKED: u32 = u32::MAX;
+
+/// Blocks until the calling thread is unparked ([`Thread::unpark`]) or interrupted.
+///
+/// Like [`std::thread::park`] with std's token semantics (an `unpark` before the `park` makes
+/// it return at once; spurious returns are possible), plus interruption.
+///
+/// # Errors
+///
+/// [`Interrupted`] if the thread is interrupted before or while parked; a pending unpark token is
+/// kept for the next `park`.
+///
+/// # Examples
+///
+/// ```
+/// let h = killable::spawn(|| killable::park());
+/// h.thread().unpark();
+/// assert!(h.join().unwrap().is_ok());
+/// ```
+pub fn park() -> Result<(), Interrupted> {
+    park_until(None)
+}
+
+/// Like [`park`], returning after at most `timeout`.
+///
+/// # Errors
+///
+/// As [`park`].
+pub fn park_timeout(timeout: Duration) -> Result<(), Interrupted> {
+    park_until(abs_deadline(Some(timeout)).as_ref())
+}
+
+fn park_until(deadline: Option<&libc::timespec>) -> Result<(), Interrupted> {
+    with_current(|inner| {
+        let token = &inner.ctl.park;
+        // An interrupted thread fails at once, keeping any token for a later park.
+        inner.ctl.check()?;
+        if token.fetch_sub(1, Ordering::Acquire) == NOTIFIED {
+            return Ok(());
+        }
+        // Now PARKED.
+        let r = futex_wait(token, PARKED, deadline);
+        // Back to EMPTY unless an unpark arrived meanwhile (then its token is kept if we were
+        // interrupted, and consumed if we were woken).
+        if token
+            .compare_exchange(PARKED, EMPTY, Ordering::Acquire, Ordering::Acquire)
+            .is_err()
+            && r.is_ok()
+        {
+            token.store(EMPTY, Ordering::Release);
+        }
+        r.map(drop)
+    })
+}
+
+impl Thread {
+    /// Makes the thread's next (or current) [`park`] return, like [`std::thread::Thread::unpark`].
+    pub fn unpark(&self) {
+        if self.inner.ctl.park.swap(NOTIFIED, Ordering::Release) == PARKED {
+            futex::wake(&self.inner.ctl.park, 1);
+        }
+    }
+}
+
+/// A condition variable whose waits an interrupt breaks, used with a std [`Mutex`].
+///
+/// Waits take the mutex itself rather than a guard (a std guard cannot be re-locked without
+/// its mutex), lock it, and return the guard once the condition holds: the shape of
+/// [`std::sync::Condvar::wait_while`]. A poisoned mutex is used as is (its data is returned).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let pair = Arc::new((Mutex::new(false), killable::sync::Condvar::new()));
+/// let p = pair.clone();
+/// let waiter = killable::spawn(move || {
+///     let (lock, cv) = &*p;
+///     cv.wait_while(lock, |ready| !*ready).map(|g| *g)
+/// });
+/// std::thread::sleep(std::time::Duration::from_millis(10));
+/// waiter.interrupt(); // nobody will ever set `ready`
+/// assert!(waiter.join().unwrap().is_err());
+/// ```
+#[derive(Debug, Default)]
+pub struct Condvar {
+    seq: AtomicU32,
+}
+
+impl Condvar {
+    /// A new condition variable.
+    pub const fn new() -> Condvar {
+        Condvar {
+            seq: AtomicU32::new(0),
+        }
+    }
+
+    /// Locks `mutex` and waits, killable, until `condition` returns false; returns the guard.
+    ///
+    /// # Errors
+    ///
+    /// [`Interrupted`] if the thread is interrupted first; the mutex is then not held.
+    pub fn wait_while<'a, T, F>(
+        &self,
+        mutex: &'a Mutex<T>,
+        condition: F,
+    ) -> Result<MutexGuard<'a, T>, Interrupted>
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        self.wait_inner(mutex, condition, None).map(|(g, _)| g)
+    }
+
+    /// Like [`wait_while`](Condvar::wait_while), giving up after `timeout`: the returned flag
+    /// is `true` if the time ran out with the condition still true.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_while`](Condvar::wait_while).
+    pub fn wait_timeout_while<'a, T, F>(
+        &self,
+        mutex: &'a Mutex<T>,
+        timeout: Duration,
+        condition: F,
+    ) -> Result<(MutexGuard<'a, T>, bool), Interrupted>
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        self.wait_inner(mutex, condition, abs_deadline(Some(timeout)))
+    }
+
+    fn wait_inner<'a, T, F>(
+        &self,
+        mutex: &'a Mutex<T>,
+        mut condition: F,
+        deadline: Option<libc::timespec>,
+    ) -> Result<(MutexGuard<'a, T>, bool), Interrupted>
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        loop {
+            let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+            if !condition(&mut guard) {
+                return Ok((guard, false));
+            }
+            // Read under the lock: a notifier changes the state under the lock and bumps `seq`
+            // after, so either we see its change above or the futex sees the new `seq`.
+            let seq = self.seq.load(Ordering::Acquire);
+            drop(guard);
+            if !futex_wait(&self.seq, seq, deadline.as_ref())? {
+                let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
+                let still = condition(&mut guard);
+                return Ok((guard, still));
+            }
+        }
+    }
+
+    /// Wakes one waiter.
+    pub fn notify_one(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+        futex::wake(&self.seq, 1);
+    }
+
+    /// Wakes every waiter.
+    pub fn notify_all(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+        futex::wake(&self.seq, i32::MAX);
+    }
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits, killable, until the thread has finished; the handle is kept, so
+    /// [`join`](JoinHandle::join) afterwards returns at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Interrupted`] if the *calling* thread is interrupted while waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let worker = killable::spawn(|| 5);
+    /// worker.wait().unwrap();
+    /// assert!(worker.is_finished());
+    /// assert_eq!(worker.join().unwrap(), 5);
+    /// ```
+    pub fn wait(&self) -> Result<(), Interrupted> {
+        self.wait_until(None).map(drop)
+    }
+
+    /// Like [`wait`](JoinHandle::wait), for at most `timeout`; returns whether the thread
+    /// finished.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](JoinHandle::wait).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
+        self.wait_until(abs_deadline(Some(timeout)).as_ref())
+    }
+
+    fn wait_until(&self, deadline: Option<&libc::timespec>) -> Result<bool, Interrupted> {
+        let done = &self.thread().inner.done;
+        loop {
+            let d = done.fetch_or(DONE_WAITERS, Ordering::Acquire) | DONE_WAITERS;
+            if d != RUNNING | DONE_WAITERS {
+                return Ok(true);
+            }
+            if !futex_wait(done, d, deadline)? {
+                return Ok(self.is_finished());
+            }
+        }
+    }
+}
+
+/// Waits, killable, for a child process to exit and returns its status, like
+/// [`Child::wait`].
+///
+/// It waits with `waitid(2)` and `WNOWAIT`, which leaves the child un-reaped, then lets std
+/// reap it: so after an interrupt the `Child` is untouched and can be waited for again.
+///
+/// # Errors
+///
+/// The OS error of `waitid(2)`, or an interrupt (see [`is_interrupt`](crate::is_interrupt)).
+///
+/// # Examples
+///
+/// ```
+/// let mut child = std::process::Command::new("sleep").arg("3600").spawn().unwrap();
+/// let h = killable::spawn(move || {
+///     let r = killable::wait_child(&mut child).map(|_| ());
+///     child.kill().unwrap();
+///     child.wait().unwrap();
+///     r
+/// });
+/// std::thread::sleep(std::time::Duration::from_millis(20));
+/// h.interrupt();
+/// assert!(killable::is_interrupt(&h.join().unwrap().unwrap_err()));
+/// ```
+#[doc(alias = "waitid")]
+#[doc(alias = "waitpid")]
+pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
+    if let Some(status) = child.try_wait()? {
+        return Ok(status);
+    }
+    // SAFETY: siginfo_t is plain data; waitid fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    call(
+        libc::SYS_waitid,
+        [
+            libc::P_PID as libc::c_long,
+            child.id() as libc::c_long,
+            (&raw mut info) as libc::c_long,
+            (libc::WEXITED | libc::WNOWAIT) as libc::c_long,
+            0,
+            0,
+        ],
+    )?;
+    child.wait()
+}
