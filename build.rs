@@ -1,4 +1,4 @@
-//! Compiles killable's assembly (and, later, C) with `cc`. Every symbol is prefixed `killable_`.
+//! Compiles killable's assembly and C with `cc`. Every symbol is prefixed `killable_`.
 //! The Rust side of each file names the file it mirrors; keep the two in sync.
 
 fn main() {
@@ -8,7 +8,14 @@ fn main() {
         // src/lib.rs refuses to build with a clear message; nothing to compile here.
         return;
     }
-    let files = ["src/sys/syscall_x86_64.S"];
+    // syscall_x86_64.S: the race-free system call (src/syscall.rs).
+    // kill.c: kill regions and the signal entry point (src/kill.rs, src/signal.rs).
+    // demo.c: foreign loops that the examples and tests stop (not used by the library).
+    let files = [
+        "src/sys/syscall_x86_64.S",
+        "src/sys/kill.c",
+        "src/sys/demo.c",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -37,6 +37,8 @@ use crate::thread::{CURRENT, Inner, Thread, current};
 pub(crate) const INTERRUPT: u32 = 1;
 /// `state`: the innermost `timeout` has passed.
 pub(crate) const DEADLINE: u32 = 2;
+/// `state`: `kill()` was called; the next (or current) kill region is abandoned.
+pub(crate) const KILL: u32 = 4;
 /// `state`: the request bits; the stub breaks a call when `1 <= state <= REQUEST_MASK`.
 pub(crate) const REQUEST_MASK: u32 = 0xff;
 /// `state`: one level of `defer_interrupts()`.
@@ -59,6 +61,10 @@ pub(crate) struct Control {
     /// The innermost deadline in `CLOCK_MONOTONIC` nanoseconds, 0 for none. Written only by
     /// the thread itself; read by its signal handler when its timer fires.
     pub(crate) deadline_ns: AtomicU64,
+    /// How many kill regions the thread is in (for `in_kill_region` and `stop`).
+    pub(crate) regions: AtomicU32,
+    /// Sealing: see `seal.rs`.
+    pub(crate) seal: AtomicU32,
     callbacks: Mutex<Vec<(u64, Callback)>>,
 }
 
@@ -69,6 +75,8 @@ impl Control {
             life: AtomicU32::new(0),
             park: AtomicU32::new(0),
             deadline_ns: AtomicU64::new(0),
+            regions: AtomicU32::new(0),
+            seal: AtomicU32::new(0),
             callbacks: Mutex::new(Vec::new()),
         }
     }
@@ -236,7 +244,8 @@ pub fn check() -> Result<(), Interrupted> {
     unsafe { (*p).ctl.check() }
 }
 
-/// Clears the calling thread's interrupt flag; returns whether it was set.
+/// Clears the calling thread's interrupt flag (and a pending [`kill`](Thread::kill)); returns
+/// whether the interrupt flag was set.
 ///
 /// # Examples
 ///
@@ -246,7 +255,14 @@ pub fn check() -> Result<(), Interrupted> {
 /// assert!(!killable::clear_interrupt());
 /// ```
 pub fn clear_interrupt() -> bool {
-    with_current(|inner| inner.ctl.state.fetch_and(!INTERRUPT, Ordering::AcqRel) & INTERRUPT != 0)
+    with_current(|inner| {
+        inner
+            .ctl
+            .state
+            .fetch_and(!(INTERRUPT | KILL), Ordering::AcqRel)
+            & INTERRUPT
+            != 0
+    })
 }
 
 /// A guard under which the calling thread's interrupts stay pending: killable calls are not
@@ -421,15 +437,23 @@ impl Thread {
     /// another one (the flag is still set, so the target's next check sees it); the OS error if
     /// the handler cannot be installed or the signal cannot be sent.
     pub fn try_interrupt(&self) -> io::Result<()> {
-        // The flag is set even if the handler cannot be used, so cooperative code still stops.
+        self.request(INTERRUPT)
+    }
+
+    /// Sets request bits (`INTERRUPT`, plus `KILL` for a kill) and signals the thread if a bit
+    /// was newly set. The flag is set even if the handler cannot be used, so cooperative code
+    /// still stops.
+    pub(crate) fn request(&self, bits: u32) -> io::Result<()> {
         let installed = crate::signal::ensure_installed();
         let inner = &*self.inner;
-        let old = inner.ctl.state.fetch_or(INTERRUPT, Ordering::SeqCst);
-        if old & INTERRUPT != 0 {
+        let old = inner.ctl.state.fetch_or(bits, Ordering::SeqCst);
+        if old & bits == bits {
             return installed.map(drop);
         }
         let sent = installed.and_then(|sig| send(inner, sig));
-        run_callbacks(inner);
+        if old & INTERRUPT == 0 {
+            run_callbacks(inner);
+        }
         sent
     }
 

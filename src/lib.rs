@@ -69,10 +69,14 @@ mod deadline;
 mod futex;
 mod interrupt;
 pub mod io;
+mod kill;
 mod registry;
+mod seal;
+mod shutdown;
 mod signal;
 mod spawn;
 mod stack;
+mod stop;
 pub mod sync;
 mod syscall;
 mod thread;
@@ -82,8 +86,11 @@ pub use interrupt::{
     DeferGuard, InterruptCallback, Interrupted, check, clear_interrupt, defer_interrupts,
     is_interrupt, is_interrupted, on_interrupt,
 };
+pub use kill::{Killed, kill_region};
 pub use registry::{ThreadInfo, threads};
+pub use shutdown::{SignalShutdown, shutdown_on_signals};
 pub use signal::{set_signal, signal};
 pub use spawn::{Builder, JoinHandle, spawn};
+pub use stop::{Diagnosis, ShutdownReport, StopLevel, StopOutcome, Stuck, shutdown};
 pub use sync::{park, park_timeout, sleep, wait_child};
 pub use thread::{Thread, ThreadId, current};

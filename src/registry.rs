@@ -135,6 +135,11 @@ impl ThreadInfo {
         self.thread.inner.daemon
     }
 
+    /// Whether it has been [sealed](Thread::seal).
+    pub fn is_sealed(&self) -> bool {
+        self.thread.is_sealed()
+    }
+
     /// Whether it had finished running when the snapshot was taken (its handle not yet joined).
     pub fn is_finished(&self) -> bool {
         self.finished

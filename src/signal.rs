@@ -31,7 +31,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::interrupt::DEADLINE;
+use crate::interrupt::{DEADLINE, DEFER_ONE, KILL};
 use crate::syscall;
 use crate::thread::CURRENT;
 
@@ -138,7 +138,7 @@ pub(crate) fn ensure_installed() -> io::Result<libc::c_int> {
     let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) };
-    if cur.sa_sigaction != handler as *const () as usize {
+    if cur.sa_sigaction != crate::kill::killable_signal_entry as *const () as usize {
         return Err(io::Error::other(format!(
             "killable's handler for signal {sig} was replaced by another one \
              (by another library, or by signal()/sigaction in the application)"
@@ -165,9 +165,14 @@ fn install() -> io::Result<libc::c_int> {
     }
     // Published before the handler can run, so the handler never finds it missing.
     let _ = PREVIOUS.set(old);
+    // The registered handler is the C entry (src/sys/kill.c), which calls `handler` below and
+    // performs the kill-region jump in C when it answers 1.
+    // SAFETY: `handler` has the signature the C side expects and lives for the whole program;
+    // it is published before the entry can run.
+    unsafe { crate::kill::killable_set_rust_handler(handler) };
     // SAFETY: as above.
     let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = handler as *const () as usize;
+    new.sa_sigaction = crate::kill::killable_signal_entry as *const () as usize;
     // NOT SA_RESTART: a blocked system call must return EINTR, not be restarted (module docs).
     new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
     // SAFETY: `new` is fully initialised; the handler is async-signal-safe.
@@ -195,8 +200,13 @@ impl Drop for ErrnoGuard {
     }
 }
 
-/// The handler. Async-signal-safe: see the module docs.
-extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+/// The handler's Rust half, called by the C entry `killable_signal_entry`. Async-signal-safe:
+/// see the module docs. Returns 1 when the C entry must abandon the innermost kill region.
+extern "C" fn handler(
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) -> libc::c_int {
     let _errno = ErrnoGuard::new();
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
@@ -210,7 +220,19 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     };
     if !ours {
         chain(sig, info, ctx);
-        return;
+        return 0;
+    }
+    let me = CURRENT.with(|c| c.get());
+    if !me.is_null() {
+        // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs).
+        let ctl = unsafe { &(*me).ctl };
+        crate::seal::on_signal(ctl);
+        let s = ctl.state.load(Ordering::SeqCst);
+        // SAFETY: reads a C thread-local of this thread (initial-exec TLS, no allocation).
+        if s & KILL != 0 && s < DEFER_ONE && unsafe { crate::kill::killable_in_region() } != 0 {
+            ctl.state.fetch_and(!KILL, Ordering::SeqCst);
+            return 1;
+        }
     }
     // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted thread's ucontext_t, which the
     // kernel restores on return; moving the program counter to the stub's cancel label is the
@@ -222,6 +244,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
             *pc = syscall::cancel_address() as i64;
         }
     }
+    0
 }
 
 /// Our timer fired for this thread: set `DEADLINE` if the deadline has really passed.

@@ -1,0 +1,191 @@
+//! Kill regions: calls into foreign code that another thread may abandon.
+//!
+//! # Internal workings
+//!
+//! `kill_region` hands the foreign function to `killable_region_enter` (`src/sys/kill.c`), which
+//! `sigsetjmp`s (saving the signal mask), publishes the region in a C thread-local, re-checks
+//! the control word for a pending kill, and calls the function. `Thread::kill` sets the
+//! `INTERRUPT` and `KILL` bits and signals the thread. killable's signal entry point is the C
+//! function `killable_signal_entry`: it calls the Rust handler (`signal.rs`), which answers
+//! "abandon" when the thread is in a region, a kill is pending and not deferred; the Rust
+//! handler has returned by then, and the C entry `siglongjmp`s to the innermost region's entry,
+//! restoring the signal mask. The jump passes over the C entry's frame, the kernel's signal
+//! frame and the foreign function's frames: never a Rust frame, provided the foreign code does
+//! not call back into Rust (the caller's promise, see [`kill_region`]).
+//!
+//! The two orders that could lose a kill are closed like the stub closes them: a kill whose
+//! signal arrives before the region is published left its bit set, and the region entry sees
+//! it; one whose signal arrives after finds the region.
+
+use std::error::Error;
+use std::fmt;
+use std::io;
+use std::sync::atomic::Ordering;
+
+use crate::interrupt::{INTERRUPT, KILL, with_current};
+use crate::thread::Thread;
+
+// Keep in sync with src/sys/kill.c.
+unsafe extern "C" {
+    fn killable_region_enter(
+        f: unsafe extern "C" fn(*mut libc::c_void),
+        arg: *mut libc::c_void,
+        state: *mut u32,
+    ) -> libc::c_int;
+    pub(crate) fn killable_in_region() -> libc::c_int;
+    pub(crate) fn killable_set_rust_handler(
+        h: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) -> libc::c_int,
+    );
+    pub(crate) fn killable_signal_entry(
+        sig: libc::c_int,
+        info: *mut libc::siginfo_t,
+        ctx: *mut libc::c_void,
+    );
+}
+
+/// The error of a [`kill_region`] that was abandoned by [`Thread::kill`], or not entered
+/// because a stop was already pending.
+///
+/// Converts into an [`io::Error`] of kind [`io::ErrorKind::Other`] that
+/// [`is_interrupt`](crate::is_interrupt) does not match (it is a different event: foreign state
+/// may need cleaning up).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Killed;
+
+impl fmt::Display for Killed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the kill region was abandoned")
+    }
+}
+
+impl Error for Killed {}
+
+impl From<Killed> for io::Error {
+    fn from(k: Killed) -> io::Error {
+        io::Error::other(k)
+    }
+}
+
+/// Calls the foreign function `f(arg)` in a *kill region*: [`Thread::kill`] from another thread
+/// abandons it at whatever instruction it is executing and makes this return `Err(Killed)`.
+///
+/// Returns `Ok(())` when `f` returns. If the thread already has a stop pending (an interrupt, a
+/// kill or a passed [`timeout`](crate::timeout)), `f` is not called and the result is
+/// `Err(Killed)`. Under [`defer_interrupts`](crate::defer_interrupts) a kill waits: the region
+/// runs to its end. The signal mask is restored after an abandon.
+///
+/// Regions nest when foreign code enters one with the C function `killable_region_nested`
+/// (declared in `src/sys/kill.c`); a kill abandons the innermost one only.
+///
+/// # Safety
+///
+/// `f` may be abandoned at any instruction, by a `siglongjmp` out of a signal handler. The
+/// caller promises:
+///
+/// * `f`, and everything it calls, is foreign code that never calls back into Rust: jumping over
+///   a Rust frame is undefined behaviour (its destructors and unwinding would be skipped), and
+///   killable cannot tell a Rust callback from C code.
+/// * `f` holds no lock that another thread, or this thread's code after the region, needs: an
+///   abandoned lock stays locked forever.
+/// * `f` is not inside the allocator or another non-async-signal-safe part of the C library
+///   (`malloc`, `free`, `printf`, `dlopen`...) when it can be killed: those keep internal locks
+///   and state that an abandon leaves half-updated. Code that only computes, or only makes
+///   system calls, is fine.
+/// * Whatever `f` allocates or opens is the caller's to release after `Err(Killed)`: hand it
+///   back through `arg`, because `f`'s own cleanup code will not run.
+/// * `arg` is valid for whatever `f` does with it, for the whole call.
+///
+/// # Examples
+///
+/// ```
+/// use std::ffi::c_void;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// // Stands for a C library function that never returns.
+/// unsafe extern "C" fn spin(flag: *mut c_void) {
+///     // SAFETY: the caller passes an AtomicBool that outlives the call.
+///     let started = unsafe { &*(flag as *const AtomicBool) };
+///     started.store(true, Ordering::SeqCst);
+///     loop {
+///         std::hint::spin_loop();
+///     }
+/// }
+///
+/// static STARTED: AtomicBool = AtomicBool::new(false);
+/// let h = killable::spawn(|| {
+///     // SAFETY: `spin` holds no lock, does not allocate and calls nothing.
+///     unsafe { killable::kill_region(spin, &STARTED as *const AtomicBool as *mut c_void) }
+/// });
+/// while !STARTED.load(Ordering::SeqCst) {
+///     std::thread::yield_now();
+/// }
+/// h.thread().kill();
+/// assert_eq!(h.join().unwrap(), Err(killable::Killed));
+/// ```
+///
+/// (`spin` is written in Rust here only to keep the example self-contained; it makes no call
+/// and has no destructor, so abandoning it skips nothing.)
+pub unsafe fn kill_region(
+    f: unsafe extern "C" fn(*mut libc::c_void),
+    arg: *mut libc::c_void,
+) -> Result<(), Killed> {
+    with_current(|inner| {
+        if inner.ctl.check().is_err() {
+            return Err(Killed);
+        }
+        inner.ctl.regions.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: the caller upholds `f`'s contract (see `# Safety`); the C function calls
+        // `f(arg)` between its sigsetjmp and the restoration of the region chain, and
+        // `inner.ctl.state` outlives the call.
+        let r = unsafe { killable_region_enter(f, arg, inner.ctl.state.as_ptr()) };
+        inner.ctl.regions.fetch_sub(1, Ordering::SeqCst);
+        if r == 0 {
+            Ok(())
+        } else {
+            // The kill is consumed; the interrupt stays, so the thread winds down.
+            inner.ctl.state.fetch_and(!KILL, Ordering::SeqCst);
+            Err(Killed)
+        }
+    })
+}
+
+impl Thread {
+    /// Kills the thread: abandons the [`kill_region`] it is in, if any, and interrupts it.
+    ///
+    /// Inside a region, the region's entry returns `Err(Killed)` at once, whatever the foreign
+    /// code was doing. Outside one, this acts as [`interrupt`](Thread::interrupt) (and a region
+    /// the thread enters later is not run). Under
+    /// [`defer_interrupts`](crate::defer_interrupts) the kill waits. Safe to call: the `unsafe`
+    /// promise is made where the region is entered.
+    ///
+    /// # Panics
+    ///
+    /// As [`interrupt`](Thread::interrupt), if killable's signal handler was replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// h.thread().kill(); // not in a region: the same as an interrupt
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn kill(&self) {
+        if let Err(e) = self.try_kill() {
+            panic!("killable: cannot kill {self:?}: {e}");
+        }
+    }
+
+    /// Like [`kill`](Thread::kill), returning an error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Thread::try_interrupt`].
+    pub fn try_kill(&self) -> io::Result<()> {
+        self.request(INTERRUPT | KILL)
+    }
+
+    /// Whether the thread is inside a [`kill_region`] right now.
+    pub fn in_kill_region(&self) -> bool {
+        self.inner.ctl.regions.load(Ordering::SeqCst) != 0
+    }
+}

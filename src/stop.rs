@@ -1,0 +1,464 @@
+//! Stopping with a deadline: escalation (`JoinHandle::stop`, `shutdown`) and diagnosis.
+//!
+//! Escalation runs the three levels in order within one grace period, on any number of threads
+//! at once: interrupt all of them and wait up to half the grace; kill those still running (a
+//! kill abandons a kill region, and is an interrupt otherwise) and wait up to three quarters;
+//! seal the rest and wait to the end. A thread that still runs then is reported with a
+//! [`Diagnosis`] read from `/proc`.
+
+use std::error::Error;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::thread::Result as ThreadResult;
+use std::time::{Duration, Instant};
+
+use crate::JoinHandle;
+use crate::futex::monotonic_timespec;
+use crate::interrupt::{INTERRUPT, KILL};
+use crate::thread::{LOST_IN_FORK, RUNNING, Thread};
+
+/// The level of stopping that ended a thread.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum StopLevel {
+    /// It was already finished.
+    AlreadyFinished,
+    /// It returned after being interrupted.
+    Interrupt,
+    /// It returned after being killed (a kill region abandoned, or a second interrupt).
+    Kill,
+    /// It returned after being sealed.
+    Seal,
+}
+
+/// What became of one thread in an escalation.
+#[derive(Clone, Debug)]
+pub struct StopOutcome {
+    thread: Thread,
+    level: Option<StopLevel>,
+    elapsed: Duration,
+    seal_error: Option<String>,
+    diagnosis: Option<Diagnosis>,
+}
+
+impl StopOutcome {
+    /// The thread.
+    pub fn thread(&self) -> &Thread {
+        &self.thread
+    }
+
+    /// The level that stopped it, or `None` if it was still running at the deadline.
+    pub fn level(&self) -> Option<StopLevel> {
+        self.level
+    }
+
+    /// Whether it stopped.
+    pub fn stopped(&self) -> bool {
+        self.level.is_some()
+    }
+
+    /// From the start of the escalation to the moment the thread was seen finished (or to the
+    /// deadline).
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Why it still runs, if it does.
+    pub fn diagnosis(&self) -> Option<&Diagnosis> {
+        self.diagnosis.as_ref()
+    }
+}
+
+impl fmt::Display for StopOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.thread.name().unwrap_or("<unnamed>");
+        match (self.level, &self.diagnosis) {
+            (Some(StopLevel::AlreadyFinished), _) => write!(f, "'{name}' had already finished"),
+            (Some(level), _) => write!(f, "'{name}' stopped by {level:?} after {:?}", self.elapsed),
+            (None, Some(d)) => {
+                write!(f, "'{name}' still running after {:?}: {d}", self.elapsed)?;
+                if let Some(e) = &self.seal_error {
+                    write!(f, " (sealing failed: {e})")?;
+                }
+                Ok(())
+            }
+            (None, None) => write!(f, "'{name}' still running after {:?}", self.elapsed),
+        }
+    }
+}
+
+fn finished(t: &Thread) -> bool {
+    t.inner.done_state() != RUNNING
+}
+
+/// Escalates on all `threads` at once within `grace`; one outcome per thread, in order.
+pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> {
+    let start = Instant::now();
+    let at = |fraction: u32| start.checked_add(grace.mul_f64(fraction as f64 / 4.0));
+    let mut out: Vec<StopOutcome> = threads
+        .iter()
+        .map(|t| StopOutcome {
+            thread: t.clone(),
+            level: finished(t).then_some(StopLevel::AlreadyFinished),
+            elapsed: Duration::ZERO,
+            seal_error: None,
+            diagnosis: None,
+        })
+        .collect();
+
+    let phases: [(StopLevel, Option<Instant>); 3] = [
+        (StopLevel::Interrupt, at(2)),
+        (StopLevel::Kill, at(3)),
+        (StopLevel::Seal, at(4)),
+    ];
+    for (level, until) in phases {
+        let pending: Vec<usize> = (0..out.len()).filter(|&i| out[i].level.is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        for &i in &pending {
+            let t = &out[i].thread;
+            let r = match level {
+                StopLevel::Interrupt => t.request(INTERRUPT),
+                StopLevel::Kill => t.request(INTERRUPT | KILL),
+                StopLevel::Seal => t.seal_async(),
+                StopLevel::AlreadyFinished => Ok(()),
+            };
+            if let (StopLevel::Seal, Err(e)) = (level, &r) {
+                out[i].seal_error = Some(e.to_string());
+            }
+        }
+        let deadline = until.map(monotonic_timespec);
+        for &i in &pending {
+            if out[i].thread.inner.wait_done(deadline.as_ref()) {
+                out[i].level = Some(level);
+                out[i].elapsed = start.elapsed();
+            }
+        }
+        // Threads that finished while we waited for earlier ones.
+        for &i in &pending {
+            if out[i].level.is_none() && finished(&out[i].thread) {
+                out[i].level = Some(level);
+                out[i].elapsed = start.elapsed();
+            }
+        }
+    }
+    for o in out.iter_mut().filter(|o| o.level.is_none()) {
+        o.elapsed = start.elapsed();
+        o.diagnosis = o.thread.diagnose().ok();
+    }
+    out
+}
+
+/// The error of [`JoinHandle::stop`]: the thread still runs. Holds the handle and why.
+pub struct Stuck<T> {
+    handle: JoinHandle<T>,
+    outcome: Box<StopOutcome>,
+}
+
+impl<T> Stuck<T> {
+    /// Takes the handle back (to wait longer, or drop it to detach the thread).
+    pub fn into_handle(self) -> JoinHandle<T> {
+        self.handle
+    }
+
+    /// Why the thread still runs, read from `/proc` at the deadline.
+    pub fn diagnosis(&self) -> Option<&Diagnosis> {
+        self.outcome.diagnosis()
+    }
+}
+
+impl<T> fmt::Debug for Stuck<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stuck")
+            .field("outcome", &self.outcome)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for Stuck<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.outcome.fmt(f)
+    }
+}
+
+impl<T> Error for Stuck<T> {}
+
+impl<T> JoinHandle<T> {
+    /// Stops the thread within `grace`, escalating: interrupt, then kill (which abandons a
+    /// [`kill_region`](crate::kill_region)), then [seal](Thread::seal); returns its result.
+    ///
+    /// The first half of `grace` is given to the interrupt, the next quarter to the kill and the
+    /// last quarter to the seal.
+    ///
+    /// # Errors
+    ///
+    /// [`Stuck`] with the handle and a [`Diagnosis`] if the thread still runs at the deadline
+    /// (for example blocked in a `futex` that sealing does not reach, or spinning in Rust code
+    /// that never checks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// // std's sleep retries EINTR: only sealing ends it.
+    /// let h = killable::spawn(|| std::thread::sleep(Duration::from_secs(3600)));
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// let result = h.stop(Duration::from_secs(1)).unwrap();
+    /// assert!(result.is_err()); // std's sleep panicked on ECANCELED, and unwound
+    /// ```
+    pub fn stop(self, grace: Duration) -> Result<ThreadResult<T>, Stuck<T>> {
+        let mut outcome = escalate(std::slice::from_ref(self.thread()), grace);
+        let outcome = outcome.pop().expect("one outcome per thread");
+        if outcome.stopped() {
+            Ok(self.join())
+        } else {
+            Err(Stuck {
+                handle: self,
+                outcome: Box::new(outcome),
+            })
+        }
+    }
+}
+
+/// The outcome of [`shutdown`]: one [`StopOutcome`] per thread.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownReport {
+    outcomes: Vec<StopOutcome>,
+}
+
+impl ShutdownReport {
+    /// One outcome per thread that was live when the shutdown began.
+    pub fn outcomes(&self) -> &[StopOutcome] {
+        &self.outcomes
+    }
+
+    /// Whether every thread stopped.
+    pub fn all_stopped(&self) -> bool {
+        self.outcomes.iter().all(StopOutcome::stopped)
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for o in &self.outcomes {
+            writeln!(f, "{o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Stops every live non-daemon thread killable spawned, all at once, escalating within
+/// `grace` as [`JoinHandle::stop`] does, and reports what became of each.
+///
+/// It does not join them (their `JoinHandle`s stay with their owners), so their results are
+/// still there to take; it waits until each has finished running or the deadline passes.
+/// Daemon threads ([`Builder::daemon`](crate::Builder::daemon)) and the calling thread are
+/// left alone.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let worker = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
+/// let report = killable::shutdown(Duration::from_secs(10));
+/// assert!(report.all_stopped());
+/// assert!(worker.join().unwrap().is_err());
+/// ```
+pub fn shutdown(grace: Duration) -> ShutdownReport {
+    let me = crate::current().id();
+    let threads: Vec<Thread> = crate::threads()
+        .into_iter()
+        .filter(|t| !t.is_daemon() && !t.is_finished() && t.thread().id() != me)
+        .map(|t| t.thread().clone())
+        .collect();
+    ShutdownReport {
+        outcomes: escalate(&threads, grace),
+    }
+}
+
+/// What a thread is doing, read from `/proc/self/task/<tid>/` (see [`Thread::diagnose`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnosis {
+    state: char,
+    syscall: Option<(i64, [u64; 6])>,
+    wchan: Option<String>,
+    finished: bool,
+    in_region: bool,
+    sealed: bool,
+}
+
+impl Diagnosis {
+    /// The kernel's one-letter state (`R` running, `S` sleeping, `D` uninterruptible, `T`
+    /// stopped, `Z` zombie), or `-` if the thread has finished.
+    pub fn state(&self) -> char {
+        self.state
+    }
+
+    /// The system call the thread is blocked in: its number and its six arguments.
+    pub fn syscall(&self) -> Option<(i64, [u64; 6])> {
+        self.syscall
+    }
+
+    /// The system call's name, if it is one killable knows.
+    pub fn syscall_name(&self) -> Option<&'static str> {
+        self.syscall.and_then(|(nr, _)| syscall_name(nr))
+    }
+
+    /// The kernel function the thread waits in (its wait channel), such as `pipe_read`.
+    pub fn wchan(&self) -> Option<&str> {
+        self.wchan.as_deref()
+    }
+}
+
+fn syscall_name(nr: i64) -> Option<&'static str> {
+    Some(match nr {
+        0 => "read",
+        1 => "write",
+        7 => "poll",
+        17 => "pread64",
+        19 => "readv",
+        20 => "writev",
+        23 => "select",
+        34 => "pause",
+        35 => "nanosleep",
+        42 => "connect",
+        43 => "accept",
+        44 => "sendto",
+        45 => "recvfrom",
+        46 => "sendmsg",
+        47 => "recvmsg",
+        61 => "wait4",
+        65 => "semop",
+        70 => "msgrcv",
+        73 => "flock",
+        128 => "rt_sigtimedwait",
+        130 => "rt_sigsuspend",
+        202 => "futex",
+        230 => "clock_nanosleep",
+        232 => "epoll_wait",
+        247 => "waitid",
+        257 => "openat",
+        270 => "pselect6",
+        271 => "ppoll",
+        281 => "epoll_pwait",
+        288 => "accept4",
+        _ => return None,
+    })
+}
+
+/// System calls whose first argument is a file descriptor.
+fn first_arg_is_fd(nr: i64) -> bool {
+    matches!(
+        nr,
+        0 | 1 | 17 | 19 | 20 | 42 | 43 | 44 | 45 | 46 | 47 | 73 | 232 | 281 | 288
+    )
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.finished {
+            return f.write_str("finished");
+        }
+        match (self.state, self.syscall) {
+            ('R', _) => f.write_str("running")?,
+            (_, Some((nr, args))) => {
+                let name = syscall_name(nr).map_or_else(|| format!("syscall {nr}"), str::to_owned);
+                if first_arg_is_fd(nr) {
+                    write!(f, "blocked in {name}(fd {})", args[0] as i32)?;
+                } else if nr == 202 {
+                    write!(f, "blocked in futex({:#x}, op {})", args[0], args[1] & 0x7f)?;
+                } else {
+                    write!(f, "blocked in {name}")?;
+                }
+            }
+            ('S' | 'D', None) => f.write_str("blocked, not in a system call")?,
+            (s, None) => write!(f, "in state {s}")?,
+        }
+        if let Some(w) = &self.wchan {
+            write!(f, ", waiting in {w}")?;
+        }
+        if self.in_region {
+            f.write_str(", inside a kill region")?;
+        }
+        if self.sealed {
+            f.write_str(", sealed")?;
+        }
+        Ok(())
+    }
+}
+
+impl Thread {
+    /// Reads what the thread is doing from `/proc/self/task/<tid>/`: its state, the system
+    /// call it is blocked in with its arguments, and its kernel wait channel. `Display` prints
+    /// it as one line, such as `blocked in read(fd 3), waiting in pipe_read`.
+    ///
+    /// # Errors
+    ///
+    /// The error of reading `/proc` (for example if it is not mounted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let h = killable::spawn(move || {
+    ///     use std::io::Read;
+    ///     killable::io::Interruptible::new(reader).read(&mut [0u8; 1])
+    /// });
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// let d = h.thread().diagnose().unwrap();
+    /// println!("{d}"); // blocked in read(fd 3), waiting in pipe_read
+    /// h.interrupt();
+    /// h.join().unwrap().unwrap_err();
+    /// ```
+    pub fn diagnose(&self) -> io::Result<Diagnosis> {
+        let done = self.inner.done_state();
+        let mut d = Diagnosis {
+            state: '-',
+            syscall: None,
+            wchan: None,
+            finished: done != RUNNING,
+            in_region: self.in_kill_region(),
+            sealed: self.is_sealed(),
+        };
+        if d.finished || done == LOST_IN_FORK {
+            return Ok(d);
+        }
+        let dir = format!("/proc/self/task/{}", self.tid());
+        let stat = match fs::read_to_string(format!("{dir}/stat")) {
+            Ok(s) => s,
+            Err(_) if self.inner.done_state() != RUNNING => {
+                d.finished = true;
+                return Ok(d);
+            }
+            Err(e) => return Err(e),
+        };
+        d.state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.trim_start().chars().next())
+            .unwrap_or('?');
+        if let Ok(sc) = fs::read_to_string(format!("{dir}/syscall")) {
+            let mut it = sc.split_whitespace();
+            if let Some(Ok(nr)) = it.next().map(str::parse::<i64>) {
+                if nr >= 0 {
+                    let mut args = [0u64; 6];
+                    for a in &mut args {
+                        *a = it
+                            .next()
+                            .and_then(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
+                            .unwrap_or(0);
+                    }
+                    d.syscall = Some((nr, args));
+                }
+            }
+        }
+        if let Ok(w) = fs::read_to_string(format!("{dir}/wchan")) {
+            let w = w.trim();
+            if !w.is_empty() && w != "0" {
+                d.wchan = Some(w.to_owned());
+            }
+        }
+        Ok(d)
+    }
+}

@@ -1,0 +1,38 @@
+/*
+ * killable: foreign loops for the examples and tests. They stand for C library code that never
+ * returns; nothing in the library calls them.
+ */
+#include <errno.h>
+#include <unistd.h>
+
+/* Spins forever, counting in *counter (a volatile unsigned long). */
+void killable_demo_spin(void *counter)
+{
+	volatile unsigned long *c = counter;
+	for (;;)
+		(*c)++;
+}
+
+/* Reads from the file descriptor *fd until end of file, retrying after EINTR, as much C code
+ * does: an interrupt alone cannot stop it. */
+void killable_demo_read_retrying(void *fd)
+{
+	char buf[256];
+	for (;;) {
+		ssize_t n = read(*(int *)fd, buf, sizeof buf);
+		if (n == 0)
+			return;
+		if (n < 0 && errno != EINTR)
+			return;
+	}
+}
+
+int killable_region_nested(void (*f)(void *), void *arg);
+
+/* A region inside a region, entered from C: arg points to an int that receives the inner
+ * region's result (1 when a kill abandoned it); then this outer function returns normally. */
+void killable_demo_nested(void *arg)
+{
+	volatile unsigned long counter = 0;
+	*(volatile int *)arg = killable_region_nested(killable_demo_spin, (void *)&counter);
+}
