@@ -13,7 +13,7 @@
 //! nothing defers it. The stub tests that with two instructions.
 //!
 //! An interrupter sets its bit with a sequentially consistent read-modify-write and only then
-//! signals the target (`tgkill`). The target either loads the word after the bit was set (and
+//! signals the target (`rt_tgsigqueueinfo`, marked as killable's: see `signal.rs`). The target either loads the word after the bit was set (and
 //! fails before the kernel), or is interrupted by the signal: in the kernel (the call returns
 //! `EINTR`, because the handler is installed without `SA_RESTART`) or between the load and the
 //! `syscall` instruction (the handler moves its program counter to the stub's cancel label).
@@ -28,8 +28,8 @@ use std::error::Error;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::thread::{CURRENT, Inner, Thread, current};
 
@@ -101,9 +101,15 @@ impl Control {
         }
     }
 
-    /// Like `mark_exited`, without waiting (in a fork child the senders do not exist).
-    pub(crate) fn mark_exited_in_child(&self) {
+    /// Like `mark_exited`, without waiting (in a fork child the senders do not exist; for a
+    /// thread adopted during its own teardown, nobody has its `Thread` yet).
+    pub(crate) fn mark_exited_now(&self) {
         self.life.store(EXITED, Ordering::SeqCst);
+    }
+
+    /// In a fork child, for the forking thread: forgets senders that stayed in the parent.
+    pub(crate) fn reset_senders_in_child(&self) {
+        self.life.fetch_and(EXITED, Ordering::SeqCst);
     }
 }
 
@@ -446,13 +452,28 @@ impl Thread {
     pub(crate) fn request(&self, bits: u32) -> io::Result<()> {
         let installed = crate::signal::ensure_installed();
         let inner = &*self.inner;
+        // The bit is set under the callbacks' lock, so that a callback registering at the same
+        // moment runs exactly once (here, or at its registration).
+        let cbs = inner
+            .ctl
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let old = inner.ctl.state.fetch_or(bits, Ordering::SeqCst);
         if old & bits == bits {
+            drop(cbs);
             return installed.map(drop);
         }
-        let sent = installed.and_then(|sig| send(inner, sig));
+        // A deferring thread is not signalled: the signal would break calls that are not
+        // killable's (std's, C's) with EINTR. The bit waits for its next killable call, which
+        // cannot come before its guard is dropped.
+        let sent = if old >= DEFER_ONE {
+            installed.map(drop)
+        } else {
+            installed.and_then(|sig| send(inner, sig))
+        };
         if old & INTERRUPT == 0 {
-            run_callbacks(inner);
+            run_callbacks(inner, cbs);
         }
         sent
     }
@@ -494,15 +515,10 @@ impl<T> crate::JoinHandle<T> {
     }
 }
 
-fn run_callbacks(inner: &Inner) {
+fn run_callbacks(inner: &Inner, mut cbs: MutexGuard<'_, Vec<(u64, Callback)>>) {
     if inner.ctl.life.load(Ordering::Acquire) & EXITED != 0 {
         return;
     }
-    let mut cbs = inner
-        .ctl
-        .callbacks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
     for (_, f) in cbs.iter_mut() {
         f();
     }
@@ -518,9 +534,9 @@ pub(crate) fn send(inner: &Inner, sig: libc::c_int) -> io::Result<()> {
     }
     let before = inner.ctl.life.fetch_add(SENDER, Ordering::SeqCst);
     let r = if before & EXITED == 0 {
-        // SAFETY: tgkill has no memory-safety preconditions; `tid` belongs to a thread of this
-        // process that cannot finish exiting while we are registered as a sender.
-        unsafe { libc::syscall(libc::SYS_tgkill, crate::signal::pid(), tid, sig) }
+        // `tid` belongs to a thread of this process that cannot finish exiting while we are
+        // registered as a sender.
+        crate::signal::send_marked(tid, sig)
     } else {
         0
     };

@@ -334,8 +334,8 @@ impl Interruptible<UnixListener> {
 ///
 /// If the connect is interrupted, the socket is closed (the half-made connection is abandoned
 /// and the caller gets the interrupt). If a signal that was not a stop request breaks it, the
-/// kernel goes on connecting in the background, so we wait for writability (killable) and read
-/// `SO_ERROR` instead of calling `connect` again (which would fail with `EALREADY`).
+/// kernel may go on connecting in the background: connecting again tells (`EISCONN`: done,
+/// `EALREADY`: wait for writability, killable, and read `SO_ERROR`).
 fn connect_raw(
     domain: libc::c_int,
     addr: *const libc::sockaddr,
@@ -356,33 +356,39 @@ fn connect_raw(
         0,
         0,
     ];
-    let r = with_current(|inner| syscall::call_once(&inner.ctl, libc::SYS_connect, args));
-    match r {
-        Ok(_) => Ok(fd),
-        Err(Fail::Os(libc::EINTR)) => {
-            let mut fds = [PollFd::new(fd.as_fd(), Interest::WRITABLE)];
-            poll(&mut fds, None)?;
-            let mut err: libc::c_int = 0;
-            let mut elen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-            // SAFETY: getsockopt writes at most `elen` bytes into `err`.
-            let r = unsafe {
-                libc::getsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_ERROR,
-                    (&raw mut err).cast(),
-                    &mut elen,
-                )
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
+    // After a stray signal we cannot tell whether the kernel had started connecting (the stub
+    // may have returned before entering it), so we ask it again: connect once more, and
+    // `EISCONN` means done, `EALREADY` means in progress.
+    loop {
+        let r = with_current(|inner| syscall::call_once(&inner.ctl, libc::SYS_connect, args));
+        match r {
+            Ok(_) | Err(Fail::Os(libc::EISCONN)) => return Ok(fd),
+            Err(Fail::Os(libc::EINTR)) => continue,
+            Err(Fail::Os(libc::EALREADY | libc::EINPROGRESS)) => {
+                let mut fds = [PollFd::new(fd.as_fd(), Interest::WRITABLE)];
+                poll(&mut fds, None)?;
+                let mut err: libc::c_int = 0;
+                let mut elen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                // SAFETY: getsockopt writes at most `elen` bytes into `err`.
+                let r = unsafe {
+                    libc::getsockopt(
+                        fd.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_ERROR,
+                        (&raw mut err).cast(),
+                        &mut elen,
+                    )
+                };
+                if r != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if err != 0 {
+                    return Err(io::Error::from_raw_os_error(err));
+                }
+                // Writable with no pending error: connected (connect again says EISCONN).
             }
-            if err != 0 {
-                return Err(io::Error::from_raw_os_error(err));
-            }
-            Ok(fd)
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => Err(e.into()),
     }
 }
 

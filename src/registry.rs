@@ -77,7 +77,12 @@ extern "C" fn child() {
     let me = CURRENT.with(|c| c.get());
     if !me.is_null() {
         // SAFETY: CURRENT points to this thread's live `Inner` (see thread.rs).
-        unsafe { (*me).tid.store(gettid(), Ordering::SeqCst) };
+        unsafe {
+            (*me).tid.store(gettid(), Ordering::SeqCst);
+            // A thread of the parent may have been sending to us at the fork: its count was
+            // copied, but it does not exist here.
+            (*me).ctl.reset_senders_in_child();
+        }
     }
     // SAFETY: the prepare handler took the lock in the parent, and this child has one thread.
     let map = unsafe { &mut *REGISTRY.map.get() };

@@ -11,9 +11,11 @@
 //! thread-local pointer and a few atomics (the pid is cached, not asked for), may call
 //! `clock_gettime`, and never allocates, locks or panics. It decides whether a signal is ours:
 //!
-//! * `si_code == SI_TKILL` and `si_pid` is this process: sent by this process to one of its threads
-//!   with `tgkill`, as `interrupt()` does. (Another process cannot forge this: the kernel refuses
-//!   `SI_TKILL` in `rt_sigqueueinfo` from another process.)
+//! * `si_code == SI_QUEUE`, `si_pid` is this process and the value is this process's secret:
+//!   sent by `interrupt()` with `rt_tgsigqueueinfo`. The secret is 64 random bits drawn when the
+//!   handler is installed; another process can forge the code and the pid, but not the secret.
+//!   The application's own `raise` or `pthread_kill` (`SI_TKILL`, no value) is not ours, so it
+//!   still reaches the application's handler.
 //! * `si_code == SI_TIMER` with the value killable put in its own per-thread timer (this thread's
 //!   `Inner` address): the thread's `timeout` may have passed. The handler re-reads the clock and
 //!   sets `DEADLINE` only if the deadline really has passed, so a stale or forged timer signal
@@ -28,7 +30,7 @@
 //! handler moves it to the stub's cancel label, which returns `-EINTR`.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::interrupt::{DEADLINE, DEFER_ONE, KILL};
@@ -39,6 +41,54 @@ static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR1);
 /// This process's pid, so that neither the handler nor `interrupt()` needs a `getpid` system
 /// call. Set when the handler is installed and refreshed in the fork child (registry.rs).
 static PID: AtomicI32 = AtomicI32::new(0);
+/// The value killable's own signals carry (module docs). Set before the handler is installed.
+static SECRET: AtomicUsize = AtomicUsize::new(0);
+
+/// Sends killable's signal to thread `tid` of this process, marked as ours. Returns the raw
+/// system call result (0, or -1 with errno set).
+pub(crate) fn send_marked(tid: libc::pid_t, sig: libc::c_int) -> libc::c_long {
+    // SAFETY: siginfo_t is plain data; zeroed, then the fields of the `_rt` member are set.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    info.si_signo = sig;
+    info.si_code = libc::SI_QUEUE;
+    let raw = (&raw mut info).cast::<u8>();
+    // SAFETY: x86_64 layout of `_rt` in siginfo_t: si_pid at byte 16, si_uid at 20, si_value
+    // at 24; all inside the 128-byte struct we own.
+    unsafe {
+        raw.add(16).cast::<i32>().write_unaligned(pid());
+        raw.add(20).cast::<u32>().write_unaligned(libc::getuid());
+        raw.add(24)
+            .cast::<usize>()
+            .write_unaligned(SECRET.load(Ordering::Relaxed));
+    }
+    // SAFETY: the kernel copies `info`; the target is a thread of this process.
+    unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid(), tid, sig, &info) }
+}
+
+/// 64 random bits for `SECRET`.
+fn draw_secret() -> usize {
+    let mut v: usize = 0;
+    // SAFETY: getrandom writes at most 8 bytes into `v`.
+    let n = unsafe { libc::getrandom((&raw mut v).cast(), std::mem::size_of::<usize>(), 0) };
+    if n != std::mem::size_of::<usize>() as isize || v == 0 {
+        // No entropy source: the clock and an address still make a forged value improbable.
+        let t = crate::deadline::now_ns() as usize;
+        v = t.rotate_left(17) ^ (&raw const v as usize) ^ 0x6b69_6c6c_6162_6c65;
+    }
+    v
+}
+
+/// Unblocks killable's signal in the calling thread (spawned threads inherit their creator's
+/// mask, which may block it).
+pub(crate) fn unblock_in_current_thread() {
+    // SAFETY: sigset_t is plain data; the set holds one valid signal number.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, SIGNAL.load(Ordering::Relaxed));
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
 
 /// This process's pid (cached; see `PID`).
 #[inline]
@@ -130,10 +180,11 @@ fn validate(sig: i32) -> io::Result<()> {
 
 /// Installs the handler if needed and checks that it is still ours; returns the signal.
 pub(crate) fn ensure_installed() -> io::Result<libc::c_int> {
-    let sig = SIGNAL.load(Ordering::Relaxed);
     if !INSTALLED.load(Ordering::Acquire) {
         return install();
     }
+    // Read after INSTALLED (Acquire): the signal cannot change once the handler is installed.
+    let sig = SIGNAL.load(Ordering::Relaxed);
     // SAFETY: sigaction is plain data; we only query the current action into it.
     let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
@@ -157,6 +208,7 @@ fn install() -> io::Result<libc::c_int> {
     // The fork handlers keep the cached pid right in children.
     crate::registry::init();
     refresh_pid();
+    SECRET.store(draw_secret(), Ordering::Relaxed);
     // SAFETY: sigaction is plain data; zeroed is a valid value to query into.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: querying the current action.
@@ -211,9 +263,12 @@ extern "C" fn handler(
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     let ours = match code {
-        // SAFETY: for SI_TKILL the siginfo holds the sender's pid. `PID` was set before the
-        // handler was installed (and is refreshed in fork children), so one load suffices.
-        libc::SI_TKILL => unsafe { (*info).si_pid() == PID.load(Ordering::Relaxed) },
+        // SAFETY: for SI_QUEUE the siginfo holds the sender's pid and value. `PID` and `SECRET`
+        // were set before the handler was installed (`PID` is refreshed in fork children).
+        libc::SI_QUEUE => unsafe {
+            (*info).si_pid() == PID.load(Ordering::Relaxed)
+                && (*info).si_value().sival_ptr as usize == SECRET.load(Ordering::Relaxed)
+        },
         // SAFETY: for SI_TIMER the siginfo holds the timer's sigval.
         libc::SI_TIMER => timer_fired(unsafe { (*info).si_value().sival_ptr }),
         _ => false,

@@ -146,11 +146,11 @@ impl Builder {
         let cpus = self.affinity.as_deref().map(cpu_set).transpose()?;
         stack::install_overflow_handler();
 
-        let attr = Attr::new()?;
+        let mut attr = Attr::new()?;
         let requested = self.stack_size.unwrap_or_else(stack::default_stack_size);
         let size = stack::round_stack_size(requested, stack::min_stack_size(&attr.0))?;
         // SAFETY: `attr` is initialised; the size was checked against the C library's minimum.
-        let r = unsafe { libc::pthread_attr_setstacksize(&attr.0 as *const _ as *mut _, size) };
+        let r = unsafe { libc::pthread_attr_setstacksize(&mut attr.0, size) };
         if r != 0 {
             return Err(io::Error::new(
                 io::Error::from_raw_os_error(r).kind(),
@@ -164,7 +164,7 @@ impl Builder {
             // SAFETY: `set` is a valid cpu_set_t whose size is passed.
             let r = unsafe {
                 libc::pthread_attr_setaffinity_np(
-                    &attr.0 as *const _ as *mut _,
+                    &mut attr.0,
                     std::mem::size_of::<libc::cpu_set_t>(),
                     set,
                 )
@@ -323,6 +323,9 @@ where
     let inner: &Inner = &thread.inner;
     inner.publish_tid();
     CURRENT.with(|c| c.set(inner));
+    // A thread inherits its creator's signal mask; a creator that blocked killable's signal
+    // (say, for signalfd) must not make this thread impossible to interrupt.
+    crate::signal::unblock_in_current_thread();
     if let Some(name) = &inner.name {
         set_os_name(name);
     }
@@ -352,6 +355,24 @@ fn set_os_name(name: &CString) {
     buf[..end].copy_from_slice(&name.as_bytes()[..end]);
     // SAFETY: `buf` is NUL-terminated and at most 16 bytes, as PR_SET_NAME requires.
     unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr()) };
+}
+
+/// `CLOCK_REALTIME` now plus `d` (what `pthread_timedjoin_np` takes).
+fn realtime_after(d: Duration) -> libc::timespec {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let nanos = now.tv_nsec as u64 + d.subsec_nanos() as u64;
+    let secs = (d.as_secs().min(i64::MAX as u64 / 2) as i64)
+        .saturating_add(now.tv_sec)
+        .saturating_add((nanos / 1_000_000_000) as i64);
+    libc::timespec {
+        tv_sec: secs,
+        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+    }
 }
 
 /// An owned permission to join a thread; dropping it detaches the thread.
@@ -404,9 +425,15 @@ impl<T> JoinHandle<T> {
             "pthread_join failed: {}",
             io::Error::from_raw_os_error(r)
         );
-        registry::release(inner);
-        // SAFETY: pthread_join returned, so the thread has exited after writing the cell
-        // (termination synchronizes with the join); nobody else reads the cell.
+        self.take_joined()
+    }
+
+    /// After a successful join: releases the registry entry and takes the result.
+    fn take_joined(mut self) -> ThreadResult<T> {
+        self.owns = false;
+        registry::release(&self.thread.inner);
+        // SAFETY: the thread was joined, so it has exited after writing the cell (termination
+        // synchronizes with the join); nobody else reads the cell.
         unsafe { (*self.packet.result.get()).take() }
             .expect("killable: thread result already taken")
     }
@@ -425,18 +452,42 @@ impl<T> JoinHandle<T> {
     /// assert_eq!(h.join_timeout(Duration::from_secs(10)).ok().unwrap().unwrap(), 1);
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<ThreadResult<T>, JoinHandle<T>> {
-        let deadline = Instant::now()
-            .checked_add(timeout)
-            .map(futex::monotonic_timespec);
-        if self.thread.inner.wait_done(deadline.as_ref()) {
-            Ok(self.join())
-        } else {
-            Err(self)
+        let deadline = Instant::now().checked_add(timeout);
+        if !self
+            .thread
+            .inner
+            .wait_done(deadline.map(futex::monotonic_timespec).as_ref())
+        {
+            return Err(self);
         }
+        let Some(deadline) = deadline else {
+            return Ok(self.join());
+        };
+        if self.thread.inner.done_state() == LOST_IN_FORK {
+            return Ok(self.join());
+        }
+        // The closure has returned, but thread-local destructors may still run: the final join
+        // is bounded by what is left of the timeout too.
+        let at = realtime_after(deadline.saturating_duration_since(Instant::now()));
+        // SAFETY: `native` is joinable and still ours; on success the thread is reaped exactly
+        // once and `take_joined` clears `owns`, so nothing joins or detaches it again.
+        let r = unsafe { libc::pthread_timedjoin_np(self.native, std::ptr::null_mut(), &at) };
+        if r == libc::ETIMEDOUT {
+            return Err(self);
+        }
+        assert_eq!(
+            r,
+            0,
+            "pthread_timedjoin_np failed: {}",
+            io::Error::from_raw_os_error(r)
+        );
+        Ok(self.take_joined())
     }
 
-    /// Whether the thread has finished running, so that [`join`](JoinHandle::join) will not
-    /// block.
+    /// Whether the thread has finished running its closure.
+    ///
+    /// [`join`](JoinHandle::join) may still wait briefly for the thread's thread-local
+    /// destructors, which run after the closure.
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }

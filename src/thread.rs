@@ -172,7 +172,7 @@ pub(crate) fn exit_protocol(inner: &Inner) {
 
 /// Marks a thread that stayed behind in the parent of a `fork` (runs in the fork child).
 pub(crate) fn mark_lost(inner: &Inner) {
-    inner.ctl.mark_exited_in_child();
+    inner.ctl.mark_exited_now();
     inner.done.store(LOST_IN_FORK, Ordering::Release);
     if inner.tid.load(Ordering::Relaxed) <= 0 {
         // It never started in the parent before the fork; nobody will ever publish it here.
@@ -349,7 +349,10 @@ fn adopt() -> Thread {
         CURRENT.with(|c| c.set(Arc::as_ptr(&thread.inner)));
     });
     // During thread-local teardown the holder is gone: the caller gets a `Thread` that lives as
-    // long as it keeps it, which is all we can offer that late.
-    let _ = kept;
+    // long as it keeps it, which is all we can offer that late. It is marked exited at once, so
+    // no signal can ever reach its tid after the thread is gone.
+    if kept.is_err() {
+        thread.inner.ctl.mark_exited_now();
+    }
     thread
 }

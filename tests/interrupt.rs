@@ -504,3 +504,53 @@ fn an_interrupted_error_is_never_errorkind_interrupted() {
     )));
     assert!(!killable::is_interrupt(&io::Error::other("other")));
 }
+
+#[test]
+fn regression_deferral_does_not_break_calls_that_are_not_killable() {
+    // An interrupt under deferral used to send the signal anyway, and a std read (which
+    // returns EINTR to a handler without SA_RESTART) failed with ErrorKind::Interrupted.
+    let (r, mut w) = io::pipe().unwrap();
+    let h = killable::spawn(move || {
+        let _g = killable::defer_interrupts();
+        let mut r = r;
+        let mut b = [0u8; 2];
+        // SAFETY: reading into a live buffer; a plain libc read, not killable's.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&r),
+                b.as_mut_ptr().cast(),
+                2,
+            )
+        };
+        let err = (n < 0).then(io::Error::last_os_error);
+        let _ = &mut r;
+        (n, err.map(|e| e.kind()))
+    });
+    wait_blocked(h.thread());
+    h.interrupt();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!h.is_finished(), "the plain read was broken under deferral");
+    w.write_all(b"ok").unwrap();
+    assert_eq!(join_guarded(h), (2, None));
+}
+
+#[test]
+fn regression_spawned_threads_unblock_killables_signal() {
+    // A creator that blocks SIGUSR1 (say, for signalfd) used to make its threads impossible to
+    // interrupt.
+    let creator = std::thread::spawn(|| {
+        // SAFETY: blocking a signal in this (std) thread's own mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, killable::signal());
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let (r, _w) = io::pipe().unwrap();
+        let h = killable::spawn(move || Interruptible::new(r).read(&mut [0u8; 1]));
+        wait_blocked(h.thread());
+        h.interrupt();
+        join_guarded(h)
+    });
+    assert_interrupt(creator.join().unwrap());
+}

@@ -130,6 +130,17 @@ fn foreign_signals_interrupt_nothing_and_are_chained() {
     }
     send_from_child("tkill-forged", tid);
 
+    // The application's own thread-directed signals (SI_TKILL, no killable marker) are its own.
+    // SAFETY: raise and pthread_kill of a live thread of ours.
+    assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+    expected += 1;
+    wait_for_app_count(expected, "raise");
+    let native = reader.as_pthread_t();
+    // SAFETY: the reader thread is alive (its handle is held).
+    assert_eq!(unsafe { libc::pthread_kill(native, libc::SIGUSR1) }, 0);
+    expected += 1;
+    wait_for_app_count(expected, "pthread_kill to a killable thread");
+
     std::thread::sleep(Duration::from_millis(50));
     assert!(!reader.is_finished(), "a foreign signal ended the read");
     assert!(!reader.thread().is_interrupted());

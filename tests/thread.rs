@@ -283,3 +283,27 @@ fn join_handle_is_send_and_sync() {
     check::<killable::JoinHandle<Vec<u8>>>();
     check::<killable::Thread>();
 }
+
+#[test]
+fn regression_join_timeout_is_bounded_by_thread_local_destructors() {
+    // join_timeout used to wait for the closure only, then block in pthread_join for as long as
+    // the thread's thread-local destructors ran.
+    struct SlowDrop;
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+    thread_local! {
+        static SLOW: std::cell::RefCell<Option<SlowDrop>> = const { std::cell::RefCell::new(None) };
+    }
+    let h = killable::spawn(|| SLOW.with(|s| *s.borrow_mut() = Some(SlowDrop)));
+    wait_until("the closure to return", || h.is_finished());
+    let h = h
+        .join_timeout(Duration::from_millis(100))
+        .expect_err("the destructor is still sleeping");
+    let Ok(r) = h.join_timeout(Duration::from_secs(60)) else {
+        panic!("the destructor never finished")
+    };
+    r.unwrap();
+}

@@ -8,6 +8,7 @@
 mod interrupt;
 mod report;
 mod spawn;
+mod stop;
 mod stress;
 
 use report::Report;
@@ -27,6 +28,20 @@ fn main() {
 
     spawn::run(&opts, &mut report);
     interrupt::run(&opts, &mut report);
+    stop::run(&opts, &mut report);
+    // Ratios of the forcing figures to the interrupt baseline measured above.
+    report.ratio(
+        "kill_p50_ratio",
+        "kill_p50_us",
+        "baseline_p50_us",
+        "kill / baseline at p50 (target <= 2)",
+    );
+    report.ratio(
+        "seal_p50_ratio",
+        "seal_p50_us",
+        "baseline_p50_us",
+        "seal / baseline at p50 (target <= 2)",
+    );
 
     report.print_table();
     println!(

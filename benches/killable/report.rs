@@ -21,6 +21,19 @@ impl Report {
         self.json.push((key.to_owned(), shown));
     }
 
+    /// A figure computed as the ratio of two figures already reported.
+    pub fn ratio(&mut self, key: &str, num: &str, den: &str, what: &str) {
+        let get = |k: &str| {
+            self.json
+                .iter()
+                .find(|(j, _)| j == k)
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+        };
+        if let (Some(n), Some(d)) = (get(num), get(den)) {
+            self.figure(key, n / d, what);
+        }
+    }
+
     /// A line of context in the table only.
     pub fn note(&mut self, label: &str, text: String) {
         self.rows.push((label.to_owned(), text, String::new()));

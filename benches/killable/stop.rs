@@ -1,0 +1,158 @@
+//! Forcing figures: a C busy loop abandoned (`kill_p50_us`), std's accept ended by a seal
+//! (`seal_p50_us`), and `shutdown` of 1,000 and 10,000 threads blocked in reads.
+
+use std::ffi::c_void;
+use std::hint::black_box;
+use std::io::Read;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::Opts;
+use crate::report::{Report, percentile};
+
+unsafe extern "C" {
+    fn killable_demo_spin(counter: *mut c_void);
+}
+
+fn now_ns(base: Instant) -> u64 {
+    base.elapsed().as_nanos() as u64
+}
+
+fn wait_for(cond: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "benchmark thread never got there"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Waits until the thread sleeps in a system call.
+fn wait_blocked(t: &killable::Thread) {
+    wait_for(|| {
+        t.diagnose()
+            .is_ok_and(|d| d.state() == 'S' && d.syscall().is_some())
+    });
+}
+
+fn kill_latency(opts: &Opts) -> f64 {
+    let rounds = if opts.quick { 1_000 } else { 10_000 };
+    let base = Instant::now();
+    let entered = Arc::new(AtomicU64::new(0));
+    let returned = Arc::new(AtomicU64::new(0));
+    let (e, r) = (entered.clone(), returned.clone());
+    let counter = Box::leak(Box::new(0u64)) as *mut u64 as usize;
+    let worker = killable::Builder::new()
+        .name("kill-bench".into())
+        .spawn(move || {
+            for i in 1..=rounds as u64 {
+                killable::clear_interrupt();
+                e.store(i, Ordering::SeqCst);
+                // SAFETY: the demo spin loop holds no lock and does not allocate.
+                let res =
+                    unsafe { killable::kill_region(killable_demo_spin, counter as *mut c_void) };
+                r.store(now_ns(base), Ordering::SeqCst);
+                black_box(res.is_err());
+            }
+        })
+        .unwrap();
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 1..=rounds as u64 {
+        wait_for(|| entered.load(Ordering::SeqCst) >= i && worker.thread().in_kill_region());
+        std::thread::sleep(Duration::from_micros(100));
+        let t0 = now_ns(base);
+        worker.thread().kill();
+        wait_for(|| returned.load(Ordering::SeqCst) >= t0);
+        samples.push((returned.load(Ordering::SeqCst) - t0) as f64 / 1000.0);
+    }
+    worker.join().unwrap();
+    percentile(&mut samples, 50.0)
+}
+
+fn seal_latency(opts: &Opts) -> f64 {
+    let rounds = if opts.quick { 200 } else { 2_000 };
+    let base = Instant::now();
+    let mut samples = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let returned = Arc::new(AtomicU64::new(0));
+        let r = returned.clone();
+        let h = killable::spawn(move || {
+            let res = listener.accept();
+            r.store(now_ns(base), Ordering::SeqCst);
+            res.is_err()
+        });
+        wait_blocked(h.thread());
+        let t0 = now_ns(base);
+        h.thread().seal().expect("seccomp available");
+        wait_for(|| returned.load(Ordering::SeqCst) >= t0);
+        samples.push((returned.load(Ordering::SeqCst) - t0) as f64 / 1000.0);
+        assert!(h.join().unwrap());
+    }
+    percentile(&mut samples, 50.0)
+}
+
+/// Spawns `n` threads blocked in interruptible reads of one pipe, then times `shutdown` and
+/// the joins, in milliseconds.
+fn mass_stop(n: usize) -> f64 {
+    let (r, _w) = std::io::pipe().unwrap();
+    let r = Arc::new(killable::io::Interruptible::new(r));
+    let reading = Arc::new(AtomicU64::new(0));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (r, reading) = (r.clone(), reading.clone());
+            killable::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    reading.fetch_add(1, Ordering::SeqCst);
+                    (&*r).read(&mut [0u8; 1]).is_err()
+                })
+                .expect("spawn")
+        })
+        .collect();
+    wait_for(|| reading.load(Ordering::SeqCst) == n as u64);
+    // Let the last ones reach the kernel.
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let report = killable::shutdown(Duration::from_secs(30));
+    let mut stopped = 0;
+    for h in handles {
+        stopped += h.join().unwrap() as usize;
+    }
+    let elapsed = t0.elapsed().as_secs_f64() * 1e3;
+    assert!(
+        report.all_stopped() && stopped == n,
+        "{stopped} of {n} stopped"
+    );
+    elapsed
+}
+
+pub fn run(opts: &Opts, report: &mut Report) {
+    report.figure(
+        "kill_p50_us",
+        kill_latency(opts),
+        "kill() to a C busy loop's region returning, median",
+    );
+    report.figure(
+        "seal_p50_us",
+        seal_latency(opts),
+        "seal() to std's TcpListener::accept returning, median",
+    );
+    let m1 = mass_stop(1_000);
+    report.figure(
+        "mass_stop_1000_ms",
+        m1,
+        "shutdown of 1,000 threads blocked in reads, to the last join (target <= 25)",
+    );
+    let m10 = mass_stop(10_000);
+    report.figure("mass_stop_10000_ms", m10, "same with 10,000 threads");
+    report.figure(
+        "mass_stop_scaling",
+        m10 / m1,
+        "10,000 / 1,000 (target <= 10)",
+    );
+}
