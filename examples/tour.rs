@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 
 use killable::io::Interruptible;
 
+// Foreign C code that never returns, compiled into killable for its examples and tests
+// (src/sys/demo.c): a busy loop counting in *counter.
+unsafe extern "C" {
+    fn killable_demo_spin(counter: *mut std::ffi::c_void);
+}
+
 fn main() {
     println!("killable tour (pid {})\n", std::process::id());
     threads_and_names();
@@ -16,6 +22,9 @@ fn main() {
     join_with_a_timeout();
     affinity_from_inside();
     interrupting_blocked_calls();
+    killing_a_c_loop();
+    sealing_std_calls();
+    diagnosing_a_stuck_thread();
     println!("\ntour finished");
 }
 
@@ -161,4 +170,116 @@ fn interrupting_blocked_calls() {
             .map(|_| ())
             .map_err(|e| e.to_string())
     });
+}
+
+fn killing_a_c_loop() {
+    println!("6. killing a C loop that never returns (a kill region, entered with `unsafe`)");
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let h = killable::Builder::new()
+        .name("c-loop".into())
+        .spawn(|| {
+            // SAFETY: the C loop only increments a counter: it holds no lock, does not
+            // allocate and never calls back into Rust, so it may be abandoned anywhere.
+            unsafe { killable::kill_region(killable_demo_spin, COUNTER.as_ptr().cast()) }
+        })
+        .expect("spawn");
+    while !h.thread().in_kill_region() {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    h.thread().kill();
+    let r = h.join().unwrap();
+    println!(
+        "   the loop had counted to {}; kill() -> join() took {:.1} µs; the region returned {r:?}",
+        COUNTER.load(std::sync::atomic::Ordering::Relaxed),
+        t.elapsed().as_secs_f64() * 1e6
+    );
+}
+
+struct Announce(&'static str);
+
+impl Drop for Announce {
+    fn drop(&mut self) {
+        println!("   ({} ran its destructors on the way out)", self.0);
+    }
+}
+
+fn seal_and_report<T: std::fmt::Debug + Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) {
+    let h = killable::Builder::new()
+        .name(what.into())
+        .spawn(move || {
+            let _announce = Announce(what);
+            f()
+        })
+        .expect("spawn");
+    while !h
+        .thread()
+        .diagnose()
+        .is_ok_and(|d| d.state() == 'S' && d.syscall().is_some())
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // An interrupt alone does not stop std's calls: they retry after EINTR.
+    h.interrupt();
+    std::thread::sleep(Duration::from_millis(50));
+    println!(
+        "   {what}: still blocked 50 ms after interrupt(): {}",
+        !h.is_finished()
+    );
+    let t = Instant::now();
+    h.thread().seal().expect("seal");
+    let r = h.join();
+    println!(
+        "   {what}: sealed; returned after {:.1} µs with {}",
+        t.elapsed().as_secs_f64() * 1e6,
+        match &r {
+            Ok(v) => format!("{v:?}"),
+            Err(_) => "a panic (std's sleep asserts that only EINTR can happen), unwound".into(),
+        }
+    );
+}
+
+fn sealing_std_calls() {
+    println!("7. sealing threads stuck in std calls that retry EINTR forever");
+    // Make stdin a pipe nobody writes to, so that read_line blocks wherever the tour runs.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    // SAFETY: replacing fd 0 with the pipe's read end; nothing else in the tour uses stdin.
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&reader), 0) };
+    seal_and_report("stdin().read_line", || {
+        std::io::stdin()
+            .read_line(&mut String::new())
+            .map_err(|e| e.to_string())
+    });
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    seal_and_report("thread::sleep(1 hour)", || {
+        std::thread::sleep(Duration::from_secs(3600))
+    });
+    std::panic::set_hook(previous);
+    drop((reader, writer));
+}
+
+fn diagnosing_a_stuck_thread() {
+    println!("8. a thread nothing can stop, diagnosed");
+    let lock = Arc::new(Mutex::new(()));
+    let held = lock.lock().unwrap();
+    let l = lock.clone();
+    let h = killable::Builder::new()
+        .name("stuck".into())
+        .spawn(move || drop(l.lock()))
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(20));
+    match h.stop(Duration::from_millis(400)) {
+        Ok(_) => println!("   it stopped after all"),
+        Err(stuck) => {
+            println!("   stop(400 ms) gave the handle back: {stuck}");
+            drop(held);
+            stuck.into_handle().join().unwrap();
+            println!("   (released the lock it waited for; it then finished)");
+        }
+    }
 }

@@ -450,7 +450,15 @@ impl Thread {
     /// was newly set. The flag is set even if the handler cannot be used, so cooperative code
     /// still stops.
     pub(crate) fn request(&self, bits: u32) -> io::Result<()> {
-        let installed = crate::signal::ensure_installed();
+        self.request_with(bits, crate::signal::ensure_installed())
+    }
+
+    /// `request` with the handler check already done (once for many threads, in `stop.rs`).
+    pub(crate) fn request_with(
+        &self,
+        bits: u32,
+        installed: io::Result<libc::c_int>,
+    ) -> io::Result<()> {
         let inner = &*self.inner;
         // The bit is set under the callbacks' lock, so that a callback registering at the same
         // moment runs exactly once (here, or at its registration).

@@ -30,7 +30,7 @@
 //! handler moves it to the stub's cancel label, which returns `-EINTR`.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::interrupt::{DEADLINE, DEFER_ONE, KILL};
@@ -43,6 +43,8 @@ static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR1);
 static PID: AtomicI32 = AtomicI32::new(0);
 /// The value killable's own signals carry (module docs). Set before the handler is installed.
 static SECRET: AtomicUsize = AtomicUsize::new(0);
+/// This process's real uid, for the `si_uid` of our signals (set with `SECRET`).
+static UID: AtomicU32 = AtomicU32::new(0);
 
 /// Sends killable's signal to thread `tid` of this process, marked as ours. Returns the raw
 /// system call result (0, or -1 with errno set).
@@ -56,7 +58,9 @@ pub(crate) fn send_marked(tid: libc::pid_t, sig: libc::c_int) -> libc::c_long {
     // at 24; all inside the 128-byte struct we own.
     unsafe {
         raw.add(16).cast::<i32>().write_unaligned(pid());
-        raw.add(20).cast::<u32>().write_unaligned(libc::getuid());
+        raw.add(20)
+            .cast::<u32>()
+            .write_unaligned(UID.load(Ordering::Relaxed));
         raw.add(24)
             .cast::<usize>()
             .write_unaligned(SECRET.load(Ordering::Relaxed));
@@ -209,6 +213,8 @@ fn install() -> io::Result<libc::c_int> {
     crate::registry::init();
     refresh_pid();
     SECRET.store(draw_secret(), Ordering::Relaxed);
+    // SAFETY: getuid has no preconditions.
+    UID.store(unsafe { libc::getuid() }, Ordering::Relaxed);
     // SAFETY: sigaction is plain data; zeroed is a valid value to query into.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: querying the current action.

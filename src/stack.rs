@@ -78,47 +78,102 @@ pub(crate) fn round_stack_size(requested: usize, min: usize) -> io::Result<usize
 }
 
 /// An alternate signal stack, installed for the calling thread, with a guard page below it.
+///
+/// Finished threads give their mapping back to a small pool instead of unmapping it: an
+/// `munmap` per thread exit (and the TLB shootdowns it costs) is a large share of the work of
+/// stopping a thousand threads at once, and a new thread then saves the `mmap` and `mprotect`.
 pub(crate) struct AltStack {
-    map: *mut libc::c_void,
-    len: usize,
+    map: usize,
+}
+
+/// Mappings kept for reuse: each slot holds one mapping's address, or 0. Lock-free (a thousand
+/// threads may exit at once, and a lock would convoy them), free of ABA (each slot is taken or
+/// filled with one atomic operation), and consistent in a fork child by construction.
+static POOL: [AtomicUsize; POOL_SLOTS] = [const { AtomicUsize::new(0) }; POOL_SLOTS];
+const POOL_SLOTS: usize = 256;
+
+/// Takes a pooled mapping, scanning from `hint`.
+fn pool_take(hint: usize) -> Option<usize> {
+    (0..POOL_SLOTS)
+        .map(|i| &POOL[(hint + i) % POOL_SLOTS])
+        .find_map(|slot| {
+            if slot.load(Ordering::Relaxed) == 0 {
+                return None;
+            }
+            let map = slot.swap(0, Ordering::Acquire);
+            (map != 0).then_some(map)
+        })
+}
+
+/// Gives a mapping to the pool; `false` if the pool is full.
+fn pool_give(map: usize, hint: usize) -> bool {
+    (0..POOL_SLOTS)
+        .map(|i| &POOL[(hint + i) % POOL_SLOTS])
+        .any(|slot| {
+            slot.load(Ordering::Relaxed) == 0
+                && slot
+                    .compare_exchange(0, map, Ordering::Release, Ordering::Relaxed)
+                    .is_ok()
+        })
+}
+
+/// The usable size of an alternate stack (after its guard page), fixed for the process.
+fn alt_size() -> usize {
+    static SIZE: AtomicUsize = AtomicUsize::new(0);
+    let s = SIZE.load(Ordering::Relaxed);
+    if s != 0 {
+        return s;
+    }
+    let page = page_size();
+    // SAFETY: getauxval has no preconditions; it returns 0 for an unknown entry.
+    let min = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+    let size = (min.max(libc::SIGSTKSZ) + page - 1) & !(page - 1);
+    SIZE.store(size, Ordering::Relaxed);
+    size
 }
 
 impl AltStack {
-    /// Maps and installs an alternate signal stack for the calling thread. `None` if the system
-    /// refused (the thread then runs without one; only the overflow report is lost).
+    /// Installs an alternate signal stack for the calling thread (from the pool, or freshly
+    /// mapped). `None` if the system refused (the thread then runs without one; only the
+    /// overflow report is lost).
     pub(crate) fn install() -> Option<AltStack> {
         let page = page_size();
-        // SAFETY: getauxval has no preconditions; it returns 0 for an unknown entry.
-        let min = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
-        let size = (min.max(libc::SIGSTKSZ) + page - 1) & !(page - 1);
-        let len = size + page;
-        // SAFETY: an anonymous private mapping at an address of the kernel's choosing.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
+        let size = alt_size();
+        let hint = crate::thread::gettid() as usize;
+        let map = match pool_take(hint) {
+            Some(map) => map,
+            None => {
+                // SAFETY: an anonymous private mapping at an address of the kernel's choosing.
+                let map = unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        size + page,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                        -1,
+                        0,
+                    )
+                };
+                if map == libc::MAP_FAILED {
+                    return None;
+                }
+                // SAFETY: the first page lies inside the mapping we own.
+                if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } != 0 {
+                    // SAFETY: unmapping the mapping we just made.
+                    unsafe { libc::munmap(map, size + page) };
+                    return None;
+                }
+                map as usize
+            }
         };
-        if map == libc::MAP_FAILED {
-            return None;
-        }
-        let stack = AltStack { map, len };
-        // SAFETY: the first page lies inside the mapping we own.
-        if unsafe { libc::mprotect(map, page, libc::PROT_NONE) } != 0 {
-            return None;
-        }
+        let stack = AltStack { map };
         let ss = libc::stack_t {
-            // SAFETY: `page` bytes past the start is still inside the mapping.
-            ss_sp: unsafe { map.add(page) },
+            ss_sp: (map + page) as *mut libc::c_void,
             ss_flags: 0,
             ss_size: size,
         };
         // SAFETY: `ss` describes memory we own for as long as the AltStack lives; Drop
-        // disables it before unmapping.
+        // disables it before the memory is reused or unmapped.
         if unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) } != 0 {
             return None;
         }
@@ -133,11 +188,14 @@ impl Drop for AltStack {
             ss_flags: libc::SS_DISABLE,
             ss_size: 0,
         };
-        // SAFETY: disabling the alternate stack first means no handler can be running on the
-        // memory when it is unmapped (we are not in a handler: this runs in the start routine).
-        unsafe {
-            libc::sigaltstack(&ss, std::ptr::null_mut());
-            libc::munmap(self.map, self.len);
+        // SAFETY: disabling the alternate stack first means no handler can run on the memory
+        // once it is reused or unmapped (we are not in a handler: this runs in the start
+        // routine).
+        unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
+        let map = self.map;
+        if !pool_give(map, map / page_size()) {
+            // SAFETY: the mapping is ours and no longer installed.
+            unsafe { libc::munmap(map as *mut libc::c_void, alt_size() + page_size()) };
         }
     }
 }

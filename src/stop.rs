@@ -116,11 +116,17 @@ pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> 
         if pending.is_empty() {
             break;
         }
+        // One check of the handler for the whole phase, not one per thread.
+        let installed = crate::signal::ensure_installed();
         for &i in &pending {
             let t = &out[i].thread;
+            let handler = || match &installed {
+                Ok(sig) => Ok(*sig),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
             let r = match level {
-                StopLevel::Interrupt => t.request(INTERRUPT),
-                StopLevel::Kill => t.request(INTERRUPT | KILL),
+                StopLevel::Interrupt => t.request_with(INTERRUPT, handler()),
+                StopLevel::Kill => t.request_with(INTERRUPT | KILL, handler()),
                 StopLevel::Seal => t.seal_async(),
                 StopLevel::AlreadyFinished => Ok(()),
             };
@@ -367,7 +373,13 @@ impl fmt::Display for Diagnosis {
                 if first_arg_is_fd(nr) {
                     write!(f, "blocked in {name}(fd {})", args[0] as i32)?;
                 } else if nr == 202 {
-                    write!(f, "blocked in futex({:#x}, op {})", args[0], args[1] & 0x7f)?;
+                    let op = match args[1] & 0x7f {
+                        0 => "FUTEX_WAIT".to_owned(),
+                        9 => "FUTEX_WAIT_BITSET".to_owned(),
+                        6 => "FUTEX_LOCK_PI".to_owned(),
+                        other => format!("op {other}"),
+                    };
+                    write!(f, "blocked in futex({:#x}, {op})", args[0])?;
                 } else {
                     write!(f, "blocked in {name}")?;
                 }

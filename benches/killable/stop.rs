@@ -131,6 +131,62 @@ fn mass_stop(n: usize) -> f64 {
     elapsed
 }
 
+/// The floor for `mass_stop`: `n` bare pthreads (no killable) blocked in a plain `read`, woken
+/// by raw `pthread_kill` with a no-op handler, and joined; in milliseconds.
+fn mass_stop_raw(n: usize) -> f64 {
+    extern "C" fn noop(_: libc::c_int) {}
+    extern "C" fn body(arg: *mut c_void) -> *mut c_void {
+        // SAFETY: `arg` points to the (fd, counter) pair that outlives every thread.
+        let (fd, reading) = unsafe { &*(arg as *const (i32, AtomicU64)) };
+        reading.fetch_add(1, Ordering::SeqCst);
+        let mut b = 0u8;
+        // SAFETY: reading one byte into a live local.
+        unsafe { libc::read(*fd, (&raw mut b).cast(), 1) };
+        std::ptr::null_mut()
+    }
+    // SAFETY: a no-op handler for SIGUSR2, without SA_RESTART (killable uses SIGUSR1 here).
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = noop as *const () as usize;
+        libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut());
+    }
+    let (r, _w) = std::io::pipe().unwrap();
+    let shared = Box::new((std::os::fd::AsRawFd::as_raw_fd(&r), AtomicU64::new(0)));
+    let arg = &*shared as *const (i32, AtomicU64) as *mut c_void;
+    // SAFETY: pthread_attr_t is plain data, initialised before use and destroyed after.
+    let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe {
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, 64 * 1024);
+    }
+    let threads: Vec<libc::pthread_t> = (0..n)
+        .map(|_| {
+            let mut t: libc::pthread_t = 0;
+            // SAFETY: `body` and `arg` stay valid until every thread is joined below.
+            let rc = unsafe { libc::pthread_create(&mut t, &attr, body, arg) };
+            assert_eq!(rc, 0);
+            t
+        })
+        .collect();
+    // SAFETY: destroying the attribute object initialised above.
+    unsafe { libc::pthread_attr_destroy(&mut attr) };
+    wait_for(|| shared.1.load(Ordering::SeqCst) == n as u64);
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    for &t in &threads {
+        // SAFETY: every thread is alive until it is joined below.
+        unsafe { libc::pthread_kill(t, libc::SIGUSR2) };
+    }
+    for t in threads {
+        // SAFETY: joining each thread once.
+        unsafe { libc::pthread_join(t, std::ptr::null_mut()) };
+    }
+    let elapsed = t0.elapsed().as_secs_f64() * 1e3;
+    drop(r);
+    elapsed
+}
+
 pub fn run(opts: &Opts, report: &mut Report) {
     report.figure(
         "kill_p50_us",
@@ -143,16 +199,33 @@ pub fn run(opts: &Opts, report: &mut Report) {
         "seal() to std's TcpListener::accept returning, median",
     );
     let m1 = mass_stop(1_000);
+    let r1 = mass_stop_raw(1_000);
     report.figure(
         "mass_stop_1000_ms",
         m1,
         "shutdown of 1,000 threads blocked in reads, to the last join (target <= 25)",
     );
+    report.figure(
+        "mass_stop_raw_1000_ms",
+        r1,
+        "floor: 1,000 bare pthreads woken by pthread_kill and joined",
+    );
     let m10 = mass_stop(10_000);
+    let r10 = mass_stop_raw(10_000);
     report.figure("mass_stop_10000_ms", m10, "same with 10,000 threads");
+    report.figure(
+        "mass_stop_raw_10000_ms",
+        r10,
+        "floor with 10,000 bare pthreads",
+    );
     report.figure(
         "mass_stop_scaling",
         m10 / m1,
         "10,000 / 1,000 (target <= 10)",
+    );
+    report.figure(
+        "mass_stop_raw_scaling",
+        r10 / r1,
+        "the same ratio for the bare-pthread floor",
     );
 }
