@@ -19,6 +19,7 @@
 //! filter.
 
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -70,12 +71,10 @@ const SEALED_CALLS: [libc::c_long; 31] = [
     libc::SYS_mq_timedreceive,
 ];
 
-const N: usize = SEALED_CALLS.len();
-const PROG_LEN: usize = N + 6;
-
 // Classic BPF opcodes and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h).
 /// BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20).
 const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JA: u16 = 0x05;
 const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10;
 const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
 const BPF_RET_K: u16 = 0x06;
@@ -86,39 +85,109 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
 const OFFSET_NR: u32 = 0;
 const OFFSET_ARCH: u32 = 4;
+/// A leaf of the search tree compares this many numbers one by one.
+const LEAF: usize = 4;
 
-const fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+/// Where a jump goes, before offsets are resolved.
+#[derive(Clone, Copy)]
+enum To {
+    Next,
+    Allow,
+    Deny,
+    At(usize),
+}
+
+/// Emits a binary search over the sorted `nums` (the number is in the accumulator): a match
+/// jumps to `Deny`, anything else to `Allow`.
+fn emit_search(p: &mut Vec<(u16, To, To, u32)>, nums: &[u32]) {
+    if nums.len() <= LEAF {
+        for &n in nums {
+            p.push((BPF_JMP_JEQ_K, To::Deny, To::Next, n));
+        }
+        p.push((BPF_JMP_JA, To::Allow, To::Next, 0));
+        return;
+    }
+    let mid = nums.len() / 2;
+    let at = p.len();
+    p.push((BPF_JMP_JGE_K, To::Next, To::Next, nums[mid]));
+    emit_search(p, &nums[..mid]);
+    p[at].1 = To::At(p.len());
+    emit_search(p, &nums[mid..]);
+}
+
+/// The filter: `[0] load arch; [1] not x86_64: allow; [2] load nr; [3] x32: allow;` then a
+/// balanced binary search over the sealed numbers; `allow`; `deny with ECANCELED`.
+///
+/// A search rather than a list of 31 comparisons: since Linux 5.11 attaching a filter runs it
+/// for every system-call number to build the kernel's action cache, so the attach, which is
+/// most of a seal's latency, costs in proportion to the depth of the program.
+fn build_program() -> Vec<libc::sock_filter> {
+    let mut nums: Vec<u32> = SEALED_CALLS.iter().map(|&n| n as u32).collect();
+    nums.sort_unstable();
+    nums.dedup();
+    let mut p = vec![
+        (BPF_LD_W_ABS, To::Next, To::Next, OFFSET_ARCH),
+        (BPF_JMP_JEQ_K, To::Next, To::Allow, AUDIT_ARCH_X86_64),
+        (BPF_LD_W_ABS, To::Next, To::Next, OFFSET_NR),
+        (BPF_JMP_JGE_K, To::Allow, To::Next, X32_SYSCALL_BIT),
+    ];
+    emit_search(&mut p, &nums);
+    let (allow, deny) = (p.len(), p.len() + 1);
+    let offset = |from: usize, to: To| -> usize {
+        match to {
+            To::Next => 0,
+            To::Allow => allow - from - 1,
+            To::Deny => deny - from - 1,
+            To::At(i) => i - from - 1,
+        }
+    };
+    let mut out: Vec<libc::sock_filter> = p
+        .iter()
+        .enumerate()
+        .map(|(i, &(code, jt, jf, k))| {
+            if code == BPF_JMP_JA {
+                insn(code, 0, 0, offset(i, jt) as u32)
+            } else {
+                let (jt, jf) = (offset(i, jt), offset(i, jf));
+                assert!(jt <= 255 && jf <= 255, "BPF jump out of range");
+                insn(code, jt as u8, jf as u8, k)
+            }
+        })
+        .collect();
+    out.push(insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW));
+    out.push(insn(
+        BPF_RET_K,
+        0,
+        0,
+        SECCOMP_RET_ERRNO | libc::ECANCELED as u32,
+    ));
+    out
+}
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// `[0] load arch; [1] not x86_64: allow; [2] load nr; [3] x32: allow;
-/// [4..4+N] nr == sealed[i]: deny; [4+N] allow; [5+N] deny with ECANCELED`.
-const fn program() -> [libc::sock_filter; PROG_LEN] {
-    let mut p = [insn(0, 0, 0, 0); PROG_LEN];
-    p[0] = insn(BPF_LD_W_ABS, 0, 0, OFFSET_ARCH);
-    p[1] = insn(BPF_JMP_JEQ_K, 0, (N + 2) as u8, AUDIT_ARCH_X86_64);
-    p[2] = insn(BPF_LD_W_ABS, 0, 0, OFFSET_NR);
-    p[3] = insn(BPF_JMP_JGE_K, N as u8, 0, X32_SYSCALL_BIT);
-    let mut i = 0;
-    while i < N {
-        p[4 + i] = insn(BPF_JMP_JEQ_K, (N - i) as u8, 0, SEALED_CALLS[i] as u32);
-        i += 1;
-    }
-    p[4 + N] = insn(BPF_RET_K, 0, 0, SECCOMP_RET_ALLOW);
-    p[5 + N] = insn(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ECANCELED as u32);
-    p
+/// Built once, before the first seal request can reach a handler; the handler only reads it.
+static PROGRAM: OnceLock<Vec<libc::sock_filter>> = OnceLock::new();
+
+fn program() -> &'static [libc::sock_filter] {
+    PROGRAM.get_or_init(build_program)
 }
 
-static PROGRAM: [libc::sock_filter; PROG_LEN] = program();
-
-/// Installs the filter on the calling thread; returns 0 or the errno. Async-signal-safe.
+/// Installs the filter on the calling thread; returns 0 or the errno. Async-signal-safe: the
+/// program was built by `seal_async` before the request was published (`OnceLock::get` is one
+/// atomic load).
 fn install_filter() -> i32 {
-    let prog = libc::sock_fprog {
-        len: PROG_LEN as u16,
-        filter: PROGRAM.as_ptr() as *mut libc::sock_filter,
+    let Some(p) = PROGRAM.get() else {
+        return libc::EINVAL;
     };
-    // SAFETY: prctl and seccomp are plain system calls; `prog` points to a static program of
-    // `len` instructions that the kernel copies.
+    let prog = libc::sock_fprog {
+        len: p.len() as u16,
+        filter: p.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl and seccomp are plain system calls; `prog` points to a program of `len`
+    // instructions that lives for the whole process and that the kernel copies.
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
             || libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0
@@ -226,6 +295,8 @@ impl Thread {
             return Ok(());
         }
         let sig = crate::signal::ensure_installed()?;
+        // Built here, outside any signal handler, before the request is published.
+        program();
         inner.ctl.state.fetch_or(INTERRUPT, Ordering::SeqCst);
         let ctl = &inner.ctl;
         match ctl
@@ -245,5 +316,78 @@ impl Thread {
     /// Whether the thread has been sealed.
     pub fn is_sealed(&self) -> bool {
         self.inner.ctl.seal.load(Ordering::Acquire) == SEALED
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the program on (arch, nr) with a minimal interpreter of the opcodes it uses.
+    fn run(p: &[libc::sock_filter], arch: u32, nr: u32) -> u32 {
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = p[pc];
+            pc += 1;
+            match i.code {
+                BPF_LD_W_ABS => acc = if i.k == OFFSET_ARCH { arch } else { nr },
+                BPF_JMP_JA => pc += i.k as usize,
+                BPF_JMP_JEQ_K => pc += if acc == i.k { i.jt } else { i.jf } as usize,
+                BPF_JMP_JGE_K => pc += if acc >= i.k { i.jt } else { i.jf } as usize,
+                BPF_RET_K => return i.k,
+                other => panic!("unexpected opcode {other:#x}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_filter_denies_exactly_the_sealed_calls() {
+        let p = build_program();
+        let deny = SECCOMP_RET_ERRNO | libc::ECANCELED as u32;
+        for nr in 0..1024u32 {
+            let sealed = SEALED_CALLS.contains(&(nr as libc::c_long));
+            let want = if sealed { deny } else { SECCOMP_RET_ALLOW };
+            assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr), want, "syscall {nr}");
+        }
+        assert_eq!(
+            run(&p, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT),
+            SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&p, 0x4000_0003, 0),
+            SECCOMP_RET_ALLOW,
+            "other architectures"
+        );
+    }
+
+    #[test]
+    fn the_search_is_shallow() {
+        // Longest path: the prologue, the tree's comparisons, a leaf and a return.
+        let p = build_program();
+        let longest = (0..512u32)
+            .map(|nr| {
+                let (mut pc, mut steps) = (0usize, 0);
+                loop {
+                    let i = p[pc];
+                    steps += 1;
+                    pc += 1;
+                    match i.code {
+                        BPF_RET_K => break steps,
+                        BPF_JMP_JA => pc += i.k as usize,
+                        BPF_JMP_JEQ_K => {
+                            pc += if nr == i.k || i.k == AUDIT_ARCH_X86_64 {
+                                i.jt
+                            } else {
+                                i.jf
+                            } as usize
+                        }
+                        BPF_JMP_JGE_K => pc += if nr >= i.k { i.jt } else { i.jf } as usize,
+                        _ => {}
+                    }
+                }
+            })
+            .max()
+            .unwrap();
+        assert!(longest <= 16, "longest path {longest} instructions");
     }
 }
