@@ -46,6 +46,7 @@
 //! Linux on x86_64 only; the crate refuses to build elsewhere.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
