@@ -73,10 +73,19 @@ fn process_is_healthy() {
     );
 }
 
+/// 2,000, or `KILLABLE_KILL_ITERATIONS` (ci/valgrind.sh runs fewer).
+fn iterations() -> u64 {
+    std::env::var("KILLABLE_KILL_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
 #[test]
 fn c_busy_loop_killed_thousands_of_times() {
     let counter = Box::leak(Box::new(0u64)) as *mut u64 as usize;
-    assert_eq!(kill_repeatedly(2000, killable_demo_spin, counter), 2000);
+    let n = iterations();
+    assert_eq!(kill_repeatedly(n, killable_demo_spin, counter), n);
     process_is_healthy();
 }
 
@@ -84,7 +93,8 @@ fn c_busy_loop_killed_thousands_of_times() {
 fn c_read_loop_that_retries_eintr_killed_thousands_of_times() {
     let (r, w) = std::io::pipe().unwrap();
     let fd = Box::leak(Box::new(r.as_raw_fd())) as *mut i32 as usize;
-    assert_eq!(kill_repeatedly(2000, killable_demo_read_retrying, fd), 2000);
+    let n = iterations();
+    assert_eq!(kill_repeatedly(n, killable_demo_read_retrying, fd), n);
     process_is_healthy();
     drop((r, w));
 }
