@@ -208,11 +208,15 @@ impl Builder {
                 libc::EINVAL if cpus.is_some() => io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
-                        "pthread_create: CPU set {:?} is not allowed for this process ({err})",
+                        "pthread_create with a stack of {size} bytes: CPU set {:?} is not \
+                         allowed for this process ({err})",
                         self.affinity.unwrap_or_default()
                     ),
                 ),
-                _ => err,
+                _ => io::Error::new(
+                    err.kind(),
+                    format!("pthread_create with a stack of {size} bytes: {err}"),
+                ),
             });
         }
         Ok(JoinHandle {

@@ -5,7 +5,10 @@
 //! pairwise ratios, so a noisy neighbour slows both sides of a pair alike. The table goes to
 //! stdout; with `--json` the last line is one JSON object with every figure.
 
+#[path = "integrity.rs"]
+mod integrity;
 mod interrupt;
+mod reliability;
 mod report;
 mod spawn;
 mod stop;
@@ -26,6 +29,14 @@ fn main() {
     let mut report = Report::default();
     let started = std::time::Instant::now();
 
+    if args.iter().any(|a| a == "reliability") {
+        reliability::run(&opts, &mut report);
+        report.print_table();
+        if json {
+            println!("{}", report.json());
+        }
+        return;
+    }
     spawn::run(&opts, &mut report);
     interrupt::run(&opts, &mut report);
     stop::run(&opts, &mut report);

@@ -1,0 +1,135 @@
+//! `cargo bench --bench killable -- reliability [--quick]`: runs that try to break killable,
+//! each bounded in time, printing their counts.
+
+use std::ffi::c_void;
+use std::io::Read;
+use std::time::Duration;
+
+use crate::Opts;
+use crate::integrity;
+use crate::report::Report;
+
+unsafe extern "C" {
+    fn killable_demo_spin(counter: *mut c_void);
+}
+
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
+fn open_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as i64)
+        .unwrap_or(-1)
+}
+
+fn integrity_runs(opts: &Opts, report: &mut Report) {
+    let (total, per_side) = if opts.quick {
+        (16u64 << 20, 2_500)
+    } else {
+        (64 << 20, 10_000)
+    };
+    let p = integrity::pipe(total, per_side);
+    let t = integrity::tcp(total, per_side);
+    for (what, r) in [("pipe", p), ("tcp", t)] {
+        report.note(
+            &format!("integrity {what}"),
+            format!(
+                "{} of {} bytes, interrupts reader {} writer {} (calls broken {} / {})",
+                r.bytes_received,
+                r.bytes_sent,
+                r.reader_interrupts,
+                r.writer_interrupts,
+                r.reader_broken,
+                r.writer_broken
+            ),
+        );
+    }
+    report.figure(
+        "data_mismatches",
+        (p.mismatches + t.mismatches) as f64,
+        "bytes lost, duplicated or changed through pipe and TCP under interrupts (target 0)",
+    );
+}
+
+fn leak_runs(opts: &Opts, report: &mut Report) {
+    let scale = if opts.quick { 10 } else { 1 };
+    let (cycles, kills, seals) = (100_000 / scale, 10_000 / scale, 1_000 / scale);
+    // Warm up every path once, so one-time allocations (pools, handler, registry) are not
+    // counted as growth.
+    let run_cycles = |n: usize| {
+        let (r, _w) = std::io::pipe().unwrap();
+        let r = std::sync::Arc::new(killable::io::Interruptible::new(r));
+        for _ in 0..n {
+            let r = r.clone();
+            let h = killable::spawn(move || (&*r).read(&mut [0u8; 1]).is_err());
+            h.interrupt();
+            assert!(h.join().unwrap());
+        }
+    };
+    let run_kills = |n: usize| {
+        let counter = Box::leak(Box::new(0u64)) as *mut u64 as usize;
+        for _ in 0..n {
+            // SAFETY: the demo spin loop holds no lock and does not allocate.
+            let h = killable::spawn(move || unsafe {
+                killable::kill_region(killable_demo_spin, counter as *mut c_void)
+            });
+            while !h.thread().in_kill_region() {
+                std::thread::yield_now();
+            }
+            h.thread().kill();
+            assert!(h.join().unwrap().is_err());
+        }
+    };
+    let run_seals = |n: usize| {
+        for _ in 0..n {
+            let (r, _w) = std::io::pipe().unwrap();
+            let h = killable::spawn(move || {
+                let mut r = r;
+                r.read(&mut [0u8; 1]).is_err()
+            });
+            while !h
+                .thread()
+                .diagnose()
+                .is_ok_and(|d| d.state() == 'S' && d.syscall().is_some())
+            {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            h.thread().seal().expect("seccomp");
+            assert!(h.join().unwrap());
+        }
+    };
+    run_cycles(1_000);
+    run_kills(100);
+    run_seals(20);
+    let (rss0, fds0) = (rss_kib(), open_fds());
+    run_cycles(cycles);
+    run_kills(kills);
+    run_seals(seals);
+    let (rss1, fds1) = (rss_kib(), open_fds());
+    report.note(
+        "leak runs",
+        format!("{cycles} spawn/interrupt/join, {kills} kill-region, {seals} sealed threads"),
+    );
+    report.figure(
+        "rss_growth_kib",
+        rss1.saturating_sub(rss0) as f64,
+        "resident memory growth over the leak runs (target < 1024)",
+    );
+    report.figure(
+        "fd_growth",
+        (fds1 - fds0) as f64,
+        "open descriptors after minus before (target 0)",
+    );
+}
+
+pub fn run(opts: &Opts, report: &mut Report) {
+    integrity_runs(opts, report);
+    leak_runs(opts, report);
+}
