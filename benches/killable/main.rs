@@ -5,6 +5,8 @@
 //! pairwise ratios, so a noisy neighbour slows both sides of a pair alike. The table goes to
 //! stdout; with `--json` the last line is one JSON object with every figure.
 
+#[path = "forge.rs"]
+mod forge;
 #[path = "integrity.rs"]
 mod integrity;
 mod interrupt;
@@ -21,6 +23,10 @@ pub struct Opts {
 }
 
 fn main() {
+    // The forged-signal run re-executes this program as the sending child.
+    if let Ok(spec) = std::env::var(forge::CHILD_ENV) {
+        forge::child_main(&spec);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = Opts {
         quick: args.iter().any(|a| a == "--quick"),

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use crate::Opts;
+use crate::forge;
 use crate::integrity;
 use crate::report::Report;
 
@@ -129,7 +130,37 @@ fn leak_runs(opts: &Opts, report: &mut Report) {
     );
 }
 
+fn forged_runs(opts: &Opts, report: &mut Report) {
+    let n = if opts.quick { 20_000 } else { 100_000 };
+    let child = std::process::Command::new(std::env::current_exe().expect("own path"));
+    let c = forge::run(n, 8, child);
+    report.note(
+        "forged signals",
+        format!(
+            "{} sent by a child (kill, tgkill, forged SI_QUEUE and SI_TIMER)",
+            c.sent
+        ),
+    );
+    report.figure(
+        "forged_interrupts",
+        c.spurious_interrupts as f64,
+        "reads a forged signal ended (target 0)",
+    );
+    report.figure(
+        "forged_crashes",
+        c.crashes as f64,
+        "reader threads that failed or did not end with the real interrupt (target 0)",
+    );
+    report.figure(
+        "forged_app_deliveries",
+        c.app_deliveries as f64,
+        "of those signals, delivered to the handler installed before killable's (target: all)",
+    );
+}
+
 pub fn run(opts: &Opts, report: &mut Report) {
+    // First: the application's handler must be installed before killable's.
+    forged_runs(opts, report);
     integrity_runs(opts, report);
     leak_runs(opts, report);
 }
