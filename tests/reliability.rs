@@ -28,3 +28,11 @@ fn tcp_data_survives_interrupts_on_both_sides() {
         "no call was ever broken: {r:?}"
     );
 }
+
+#[test]
+fn a_short_storm_loses_nothing() {
+    let s = integrity::storm(8, 2, std::time::Duration::from_secs(2));
+    println!("{s:?}");
+    assert_eq!((s.failures, s.mismatches), (0, 0), "{s:?}");
+    assert!(s.transfers == 8 && s.bytes > 0 && s.interrupts > 0, "{s:?}");
+}

@@ -158,9 +158,27 @@ fn forged_runs(opts: &Opts, report: &mut Report) {
     );
 }
 
+fn storm_run(opts: &Opts, report: &mut Report) {
+    let secs = if opts.quick { 5 } else { 30 };
+    let s = integrity::storm(32, 4, Duration::from_secs(secs));
+    report.note(
+        "storm",
+        format!(
+            "{secs} s: {} transfers (64 I/O threads, pipes and TCP), 4 interrupters, {} interrupts, {} bytes",
+            s.transfers, s.interrupts, s.bytes
+        ),
+    );
+    report.figure(
+        "storm_failures",
+        (s.failures + s.mismatches) as f64,
+        "transfers that crashed, hung or lost data in the storm (target 0)",
+    );
+}
+
 pub fn run(opts: &Opts, report: &mut Report) {
     // First: the application's handler must be installed before killable's.
     forged_runs(opts, report);
     integrity_runs(opts, report);
+    storm_run(opts, report);
     leak_runs(opts, report);
 }
