@@ -5,6 +5,9 @@
 //! process's main thread.
 
 use std::process::Command;
+
+#[path = "../benches/killable/forks.rs"]
+mod forks;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -21,6 +24,10 @@ fn main() {
         (
             "stack_overflow_is_reported_like_std",
             stack_overflow_is_reported_like_std,
+        ),
+        (
+            "forks_while_threads_are_being_interrupted",
+            forks_while_threads_are_being_interrupted,
         ),
     ];
     let mut failed = 0;
@@ -147,4 +154,11 @@ fn stack_overflow_is_reported_like_std() {
         stderr.contains(") has overflowed its stack\nfatal runtime error: stack overflow"),
         "stderr: {stderr}"
     );
+}
+
+fn forks_while_threads_are_being_interrupted() {
+    let f = forks::run(20, 4);
+    println!("{f:?}");
+    assert_eq!(f.child_failures, 0, "{f:?}");
+    assert!(f.forks == 20 && f.interrupts_meanwhile > 0, "{f:?}");
 }

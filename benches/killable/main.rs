@@ -7,6 +7,8 @@
 
 #[path = "forge.rs"]
 mod forge;
+#[path = "forks.rs"]
+mod forks;
 #[path = "integrity.rs"]
 mod integrity;
 mod interrupt;

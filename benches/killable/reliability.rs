@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::Opts;
 use crate::forge;
+use crate::forks;
 use crate::integrity;
 use crate::report::Report;
 
@@ -175,10 +176,28 @@ fn storm_run(opts: &Opts, report: &mut Report) {
     );
 }
 
+fn fork_runs(opts: &Opts, report: &mut Report) {
+    let n = if opts.quick { 50 } else { 500 };
+    let f = forks::run(n, 8);
+    report.note(
+        "forks",
+        format!(
+            "{} forks from a killable thread while {} interrupts hit 8 readers",
+            f.forks, f.interrupts_meanwhile
+        ),
+    );
+    report.figure(
+        "fork_child_failures",
+        f.child_failures as f64,
+        "forked children whose registry or interrupts failed, or that hung (target 0)",
+    );
+}
+
 pub fn run(opts: &Opts, report: &mut Report) {
     // First: the application's handler must be installed before killable's.
     forged_runs(opts, report);
     integrity_runs(opts, report);
     storm_run(opts, report);
+    fork_runs(opts, report);
     leak_runs(opts, report);
 }
