@@ -146,6 +146,15 @@ impl Interrupted {
 
     /// Whether the call was stopped by a [`timeout`](crate::timeout) passing rather than by
     /// [`interrupt`](Thread::interrupt).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let r = killable::timeout(std::time::Duration::from_millis(1), || {
+    ///     killable::sleep(std::time::Duration::from_secs(60))
+    /// });
+    /// assert!(r.unwrap_err().is_timeout());
+    /// ```
     pub fn is_timeout(&self) -> bool {
         self.timed_out
     }
@@ -273,6 +282,17 @@ pub fn clear_interrupt() -> bool {
 
 /// A guard under which the calling thread's interrupts stay pending: killable calls are not
 /// broken and [`check`] succeeds. Returned by [`defer_interrupts`].
+///
+/// # Examples
+///
+/// ```
+/// let guard = killable::defer_interrupts();
+/// killable::current().interrupt();
+/// assert!(killable::check().is_ok()); // deferred
+/// drop(guard);
+/// assert!(killable::check().is_err());
+/// killable::clear_interrupt();
+/// ```
 #[must_use = "interrupts are deferred only while the guard lives"]
 pub struct DeferGuard {
     _not_send: PhantomData<*const ()>,
@@ -318,6 +338,13 @@ impl fmt::Debug for DeferGuard {
 
 /// A registered interrupt callback; dropping it unregisters the callback. Returned by
 /// [`on_interrupt`].
+///
+/// # Examples
+///
+/// ```
+/// let registration = killable::on_interrupt(|| println!("interrupted"));
+/// drop(registration); // unregistered: it will not run
+/// ```
 #[must_use = "the callback is unregistered when this is dropped"]
 pub struct InterruptCallback {
     thread: Thread,
@@ -442,6 +469,14 @@ impl Thread {
     /// An error of kind [`io::ErrorKind::Other`] if killable's signal handler was replaced by
     /// another one (the flag is still set, so the target's next check sees it); the OS error if
     /// the handler cannot be installed or the signal cannot be sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// h.thread().try_interrupt().expect("killable's handler is in place");
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
     pub fn try_interrupt(&self) -> io::Result<()> {
         self.request(INTERRUPT)
     }
@@ -487,6 +522,16 @@ impl Thread {
     }
 
     /// Whether the thread's interrupt flag is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let me = killable::current();
+    /// assert!(!me.is_interrupted());
+    /// me.interrupt();
+    /// assert!(me.is_interrupted());
+    /// killable::clear_interrupt();
+    /// ```
     pub fn is_interrupted(&self) -> bool {
         self.inner.ctl.state.load(Ordering::Acquire) & INTERRUPT != 0
     }
@@ -518,6 +563,14 @@ impl<T> crate::JoinHandle<T> {
     /// # Errors
     ///
     /// As [`Thread::try_interrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::park());
+    /// h.try_interrupt().unwrap();
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
     pub fn try_interrupt(&self) -> io::Result<()> {
         self.thread().try_interrupt()
     }

@@ -58,21 +58,49 @@ pub struct Interruptible<T> {
 
 impl<T> Interruptible<T> {
     /// Wraps `inner`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let reader = killable::io::Interruptible::new(reader);
+    /// ```
     pub fn new(inner: T) -> Interruptible<T> {
         Interruptible { inner }
     }
 
     /// The wrapped value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let listener = killable::io::Interruptible::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    /// println!("listening on {}", listener.get_ref().local_addr().unwrap());
+    /// ```
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
 
     /// The wrapped value, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut socket = killable::io::Interruptible::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// socket.get_mut().set_broadcast(false).unwrap();
+    /// ```
     pub fn get_mut(&mut self) -> &mut T {
         &mut self.inner
     }
 
     /// Unwraps the value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let plain: std::io::PipeReader = killable::io::Interruptible::new(reader).into_inner();
+    /// ```
     pub fn into_inner(self) -> T {
         self.inner
     }
@@ -318,6 +346,18 @@ impl Interruptible<UnixListener> {
     /// # Errors
     ///
     /// The OS error of `accept4(2)`, or an interrupt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::net::{UnixListener, UnixStream};
+    /// let path = std::env::temp_dir().join(format!("killable-doc-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let listener = killable::io::Interruptible::new(UnixListener::bind(&path).unwrap());
+    /// let _client = UnixStream::connect(&path).unwrap();
+    /// let (_stream, _peer) = listener.accept().unwrap();
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
     #[doc(alias = "accept4")]
     pub fn accept(
         &self,
@@ -446,6 +486,17 @@ impl Interruptible<UnixStream> {
     ///
     /// The OS error of `connect(2)`, an interrupt, or `InvalidInput` for a path that is too long
     /// or contains a NUL byte.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::unix::net::{UnixListener, UnixStream};
+    /// let path = std::env::temp_dir().join(format!("killable-doc-c-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let _listener = UnixListener::bind(&path).unwrap();
+    /// let _stream = killable::io::Interruptible::<UnixStream>::connect(&path).unwrap();
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<Interruptible<UnixStream>> {
         use std::os::unix::ffi::OsStrExt;
         let bytes = path.as_ref().as_os_str().as_bytes();
@@ -514,6 +565,15 @@ impl Interruptible<UdpSocket> {
     ///
     /// The OS error of `sendto(2)`, an interrupt, or `InvalidInput` if `addr` resolves to no
     /// address.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// let a = killable::io::Interruptible::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// assert_eq!(a.send_to(b"ping", b.local_addr().unwrap()).unwrap(), 4);
+    /// ```
     #[doc(alias = "sendto")]
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let a = addr.to_socket_addrs()?.next().ok_or_else(|| {
@@ -539,6 +599,18 @@ impl Interruptible<UdpSocket> {
     /// # Errors
     ///
     /// The OS error of `recv(2)`, or an interrupt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// let a = killable::io::Interruptible::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// a.get_ref().connect(b.local_addr().unwrap()).unwrap();
+    /// b.send_to(b"pong", a.get_ref().local_addr().unwrap()).unwrap();
+    /// let mut buf = [0u8; 8];
+    /// assert_eq!(a.recv(&mut buf).unwrap(), 4);
+    /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         sys_read(raw(&self.inner), buf)
     }
@@ -548,6 +620,16 @@ impl Interruptible<UdpSocket> {
     /// # Errors
     ///
     /// The OS error of `send(2)`, or an interrupt.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::UdpSocket;
+    /// let a = killable::io::Interruptible::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    /// a.get_ref().connect(b.local_addr().unwrap()).unwrap();
+    /// assert_eq!(a.send(b"hi").unwrap(), 2);
+    /// ```
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         sys_write(raw(&self.inner), buf)
     }
@@ -556,6 +638,14 @@ impl Interruptible<UdpSocket> {
 // ---- poll ----------------------------------------------------------------------------------
 
 /// What [`poll`] waits for on a descriptor.
+///
+/// # Examples
+///
+/// ```
+/// use killable::io::Interest;
+/// let both = Interest::READABLE | Interest::WRITABLE;
+/// assert_ne!(both, Interest::READABLE);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Interest(i16);
 
@@ -575,6 +665,16 @@ impl std::ops::BitOr for Interest {
 
 /// One descriptor for [`poll`]: what to wait for, and what happened. Same layout as
 /// `struct pollfd`.
+///
+/// # Examples
+///
+/// ```
+/// use std::os::fd::AsFd;
+/// use killable::io::{Interest, PollFd};
+/// let (reader, _writer) = std::io::pipe().unwrap();
+/// let mut fds = [PollFd::new(reader.as_fd(), Interest::READABLE)];
+/// assert_eq!(killable::io::poll(&mut fds, Some(std::time::Duration::ZERO)).unwrap(), 0);
+/// ```
 #[repr(transparent)]
 #[derive(Clone, Copy)]
 pub struct PollFd<'fd> {
@@ -584,6 +684,17 @@ pub struct PollFd<'fd> {
 
 impl<'fd> PollFd<'fd> {
     /// Waits for `interest` on `fd`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use killable::io::{Interest, PollFd};
+    /// let (_reader, writer) = std::io::pipe().unwrap();
+    /// let mut fds = [PollFd::new(writer.as_fd(), Interest::WRITABLE)];
+    /// killable::io::poll(&mut fds, None).unwrap();
+    /// assert!(fds[0].is_writable());
+    /// ```
     pub fn new(fd: BorrowedFd<'fd>, interest: Interest) -> PollFd<'fd> {
         PollFd {
             raw: libc::pollfd {
@@ -596,26 +707,85 @@ impl<'fd> PollFd<'fd> {
     }
 
     /// Whether the descriptor became readable (`POLLIN`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::fd::AsFd;
+    /// use killable::io::{Interest, PollFd};
+    /// let (reader, mut writer) = std::io::pipe().unwrap();
+    /// writer.write_all(b"x").unwrap();
+    /// let mut fds = [PollFd::new(reader.as_fd(), Interest::READABLE)];
+    /// killable::io::poll(&mut fds, None).unwrap();
+    /// assert!(fds[0].is_readable());
+    /// ```
     pub fn is_readable(&self) -> bool {
         self.raw.revents & libc::POLLIN != 0
     }
 
     /// Whether the descriptor became writable (`POLLOUT`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use killable::io::{Interest, PollFd};
+    /// let (_reader, writer) = std::io::pipe().unwrap();
+    /// let mut fds = [PollFd::new(writer.as_fd(), Interest::WRITABLE)];
+    /// killable::io::poll(&mut fds, None).unwrap();
+    /// assert!(fds[0].is_writable());
+    /// ```
     pub fn is_writable(&self) -> bool {
         self.raw.revents & libc::POLLOUT != 0
     }
 
     /// Whether the peer hung up (`POLLHUP`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use killable::io::{Interest, PollFd};
+    /// let (reader, writer) = std::io::pipe().unwrap();
+    /// drop(writer);
+    /// let mut fds = [PollFd::new(reader.as_fd(), Interest::READABLE)];
+    /// killable::io::poll(&mut fds, None).unwrap();
+    /// assert!(fds[0].is_hangup());
+    /// ```
     pub fn is_hangup(&self) -> bool {
         self.raw.revents & libc::POLLHUP != 0
     }
 
     /// Whether an error or an invalid descriptor was reported (`POLLERR`, `POLLNVAL`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use killable::io::{Interest, PollFd};
+    /// let (reader, writer) = std::io::pipe().unwrap();
+    /// drop(reader);
+    /// let mut fds = [PollFd::new(writer.as_fd(), Interest::WRITABLE)];
+    /// killable::io::poll(&mut fds, None).unwrap();
+    /// assert!(fds[0].is_error()); // POLLERR: no reader left
+    /// ```
     pub fn is_error(&self) -> bool {
         self.raw.revents & (libc::POLLERR | libc::POLLNVAL) != 0
     }
 
     /// The raw `revents` bits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use killable::io::{Interest, PollFd};
+    /// let (_reader, writer) = std::io::pipe().unwrap();
+    /// let mut fds = [PollFd::new(writer.as_fd(), Interest::WRITABLE)];
+    /// killable::io::poll(&mut fds, None).unwrap();
+    /// assert_eq!(fds[0].revents() & libc::POLLOUT, libc::POLLOUT);
+    /// ```
     pub fn revents(&self) -> i16 {
         self.raw.revents
     }

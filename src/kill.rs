@@ -49,6 +49,13 @@ unsafe extern "C" {
 /// Converts into an [`io::Error`] of kind [`io::ErrorKind::Other`] that
 /// [`is_interrupt`](crate::is_interrupt) does not match (it is a different event: foreign state
 /// may need cleaning up).
+///
+/// # Examples
+///
+/// ```
+/// let err: std::io::Error = killable::Killed.into();
+/// assert_eq!(err.to_string(), "the kill region was abandoned");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Killed;
 
@@ -180,11 +187,25 @@ impl Thread {
     /// # Errors
     ///
     /// As [`Thread::try_interrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// h.thread().try_kill().unwrap();
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
     pub fn try_kill(&self) -> io::Result<()> {
         self.request(INTERRUPT | KILL)
     }
 
     /// Whether the thread is inside a [`kill_region`] right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!killable::current().in_kill_region());
+    /// ```
     pub fn in_kill_region(&self) -> bool {
         self.inner.ctl.regions.load(Ordering::SeqCst) != 0
     }

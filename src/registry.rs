@@ -113,6 +113,14 @@ pub(crate) fn release(inner: &Inner) {
 }
 
 /// A snapshot of one managed thread, as returned by [`threads`].
+///
+/// # Examples
+///
+/// ```
+/// for info in killable::threads() {
+///     println!("{:?} tid {} daemon {}", info.name(), info.tid(), info.is_daemon());
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ThreadInfo {
     thread: Thread,
@@ -121,31 +129,86 @@ pub struct ThreadInfo {
 
 impl ThreadInfo {
     /// The thread itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// let listed = killable::threads().into_iter().any(|i| i.thread().id() == h.thread().id());
+    /// assert!(listed);
+    /// h.join().unwrap();
+    /// ```
     pub fn thread(&self) -> &Thread {
         &self.thread
     }
 
     /// Its name, if it has one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().name("named".into()).spawn(|| ()).unwrap();
+    /// let info = killable::threads().into_iter().find(|i| i.thread().id() == h.thread().id()).unwrap();
+    /// assert_eq!(info.name(), Some("named"));
+    /// h.join().unwrap();
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.thread.name()
     }
 
     /// Its kernel thread id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// let info = killable::threads().into_iter().find(|i| i.thread().id() == h.thread().id()).unwrap();
+    /// assert_eq!(info.tid(), h.thread().tid());
+    /// h.join().unwrap();
+    /// ```
     pub fn tid(&self) -> i32 {
         self.thread.tid()
     }
 
     /// Whether it was spawned with [`Builder::daemon(true)`](crate::Builder::daemon).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().daemon(true).spawn(|| ()).unwrap();
+    /// let info = killable::threads().into_iter().find(|i| i.thread().id() == h.thread().id()).unwrap();
+    /// assert!(info.is_daemon());
+    /// h.join().unwrap();
+    /// ```
     pub fn is_daemon(&self) -> bool {
         self.thread.inner.daemon
     }
 
     /// Whether it has been [sealed](Thread::seal).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// let info = killable::threads().into_iter().find(|i| i.thread().id() == h.thread().id()).unwrap();
+    /// assert!(!info.is_sealed());
+    /// h.join().unwrap();
+    /// ```
     pub fn is_sealed(&self) -> bool {
         self.thread.is_sealed()
     }
 
     /// Whether it had finished running when the snapshot was taken (its handle not yet joined).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// h.wait().unwrap(); // finished, not yet joined: still listed
+    /// let info = killable::threads().into_iter().find(|i| i.thread().id() == h.thread().id()).unwrap();
+    /// assert!(info.is_finished());
+    /// h.join().unwrap();
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.finished
     }

@@ -314,6 +314,12 @@ impl Thread {
     }
 
     /// Whether the thread has been sealed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!killable::current().is_sealed());
+    /// ```
     pub fn is_sealed(&self) -> bool {
         self.inner.ctl.seal.load(Ordering::Acquire) == SEALED
     }

@@ -16,6 +16,13 @@ struct State {
 }
 
 /// The handle returned by [`shutdown_on_signals`]: what was received and what the shutdown did.
+///
+/// # Examples
+///
+/// ```
+/// let on_signals = killable::shutdown_on_signals(std::time::Duration::from_secs(1)).unwrap();
+/// assert_eq!(on_signals.signal(), None); // no Ctrl-C yet
+/// ```
 #[derive(Clone)]
 pub struct SignalShutdown {
     shared: Arc<(Mutex<State>, Condvar)>,
@@ -23,6 +30,13 @@ pub struct SignalShutdown {
 
 impl SignalShutdown {
     /// The signal that started the shutdown, if one arrived.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let on_signals = killable::shutdown_on_signals(std::time::Duration::from_secs(1)).unwrap();
+    /// assert!(on_signals.signal().is_none());
+    /// ```
     pub fn signal(&self) -> Option<i32> {
         self.shared
             .0
@@ -32,6 +46,13 @@ impl SignalShutdown {
     }
 
     /// The shutdown's report, once it has finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let on_signals = killable::shutdown_on_signals(std::time::Duration::from_secs(1)).unwrap();
+    /// assert!(on_signals.report().is_none());
+    /// ```
     pub fn report(&self) -> Option<ShutdownReport> {
         self.shared
             .0
@@ -42,6 +63,17 @@ impl SignalShutdown {
     }
 
     /// Waits until a signal has arrived and the shutdown it started has finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let on_signals = killable::shutdown_on_signals(std::time::Duration::from_secs(1)).unwrap();
+    /// // Simulate Ctrl-C:
+    /// // SAFETY: sending SIGINT to ourselves; signal-hook has a handler for it.
+    /// unsafe { libc::kill(libc::getpid(), libc::SIGINT) };
+    /// let report = on_signals.wait();
+    /// assert!(report.all_stopped());
+    /// ```
     pub fn wait(&self) -> ShutdownReport {
         let (lock, cv) = &*self.shared;
         let guard = lock.lock().unwrap_or_else(|e| e.into_inner());

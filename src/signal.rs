@@ -158,6 +158,12 @@ pub fn set_signal(sig: i32) -> io::Result<()> {
 }
 
 /// The signal killable uses (see [`set_signal`]).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(killable::signal(), libc::SIGUSR1); // unless set_signal chose another
+/// ```
 pub fn signal() -> i32 {
     SIGNAL.load(Ordering::Relaxed)
 }

@@ -51,6 +51,13 @@ pub struct Builder {
 
 impl Builder {
     /// A builder with no name, the default stack size, no affinity and `daemon(false)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().spawn(|| 1).unwrap();
+    /// assert_eq!(h.join().unwrap(), 1);
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
@@ -61,6 +68,14 @@ impl Builder {
     /// shown by `top` and `gdb`) is set from inside the new thread and truncated to 15 bytes on
     /// a character boundary. A name containing a NUL byte makes [`spawn`](Builder::spawn) fail
     /// with [`io::ErrorKind::InvalidInput`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().name("io".into()).spawn(|| ()).unwrap();
+    /// assert_eq!(h.thread().name(), Some("io"));
+    /// h.join().unwrap();
+    /// ```
     pub fn name(mut self, name: String) -> Builder {
         self.name = Some(name);
         self
@@ -73,6 +88,13 @@ impl Builder {
     /// storage) is raised to that minimum, and every size is rounded up to the page size, as
     /// std does. A size the system cannot provide makes [`spawn`](Builder::spawn) fail with an
     /// error that names the size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().stack_size(64 * 1024).spawn(|| 2).unwrap();
+    /// assert_eq!(h.join().unwrap(), 2);
+    /// ```
     pub fn stack_size(mut self, size: usize) -> Builder {
         self.stack_size = Some(size);
         self
@@ -101,6 +123,13 @@ impl Builder {
 
     /// Marks the thread as a daemon, in Python's sense: a process shutting down through
     /// killable does not wait for it. The flag is visible in [`threads`](crate::threads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().daemon(true).spawn(|| ()).unwrap();
+    /// h.join().unwrap();
+    /// ```
     pub fn daemon(mut self, daemon: bool) -> Builder {
         self.daemon = daemon;
         self
@@ -492,11 +521,29 @@ impl<T> JoinHandle<T> {
     ///
     /// [`join`](JoinHandle::join) may still wait briefly for the thread's thread-local
     /// destructors, which run after the closure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// h.wait().unwrap();
+    /// assert!(h.is_finished());
+    /// h.join().unwrap();
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
 
     /// The thread's [`Thread`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// let t = h.thread().clone();
+    /// h.join().unwrap();
+    /// assert!(t.is_finished());
+    /// ```
     pub fn thread(&self) -> &Thread {
         &self.thread
     }
@@ -504,6 +551,16 @@ impl<T> JoinHandle<T> {
     /// The underlying `pthread_t`, still owned by this handle.
     ///
     /// It stays valid while the handle exists. Do not join or detach it: the handle does that.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// // SAFETY: the handle keeps the thread joinable, so its pthread_t is valid here.
+    /// let same = unsafe { libc::pthread_equal(h.as_pthread_t(), h.as_pthread_t()) };
+    /// assert_ne!(same, 0);
+    /// h.join().unwrap();
+    /// ```
     pub fn as_pthread_t(&self) -> libc::pthread_t {
         self.native
     }

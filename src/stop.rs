@@ -19,6 +19,16 @@ use crate::interrupt::{INTERRUPT, KILL};
 use crate::thread::{LOST_IN_FORK, RUNNING, Thread};
 
 /// The level of stopping that ended a thread.
+///
+/// # Examples
+///
+/// ```
+/// let w = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+/// let report = killable::shutdown(std::time::Duration::from_secs(10));
+/// let o = report.outcomes().iter().find(|o| o.thread().id() == w.thread().id()).unwrap();
+/// assert_eq!(o.level(), Some(killable::StopLevel::Interrupt));
+/// let _ = w.join();
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum StopLevel {
     /// It was already finished.
@@ -32,6 +42,16 @@ pub enum StopLevel {
 }
 
 /// What became of one thread in an escalation.
+///
+/// # Examples
+///
+/// ```
+/// let w = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+/// for outcome in killable::shutdown(std::time::Duration::from_secs(10)).outcomes() {
+///     println!("{outcome}");
+/// }
+/// let _ = w.join();
+/// ```
 #[derive(Clone, Debug)]
 pub struct StopOutcome {
     thread: Thread,
@@ -43,27 +63,73 @@ pub struct StopOutcome {
 
 impl StopOutcome {
     /// The thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// let report = killable::shutdown(std::time::Duration::from_secs(10));
+    /// assert!(report.outcomes().iter().any(|o| o.thread().id() == w.thread().id()));
+    /// let _ = w.join();
+    /// ```
     pub fn thread(&self) -> &Thread {
         &self.thread
     }
 
     /// The level that stopped it, or `None` if it was still running at the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// let report = killable::shutdown(std::time::Duration::from_secs(10));
+    /// assert!(report.outcomes().iter().all(|o| o.level().is_some()));
+    /// let _ = w.join();
+    /// ```
     pub fn level(&self) -> Option<StopLevel> {
         self.level
     }
 
     /// Whether it stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// assert!(killable::shutdown(std::time::Duration::from_secs(10)).outcomes().iter().all(|o| o.stopped()));
+    /// let _ = w.join();
+    /// ```
     pub fn stopped(&self) -> bool {
         self.level.is_some()
     }
 
     /// From the start of the escalation to the moment the thread was seen finished (or to the
     /// deadline).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// for o in killable::shutdown(std::time::Duration::from_secs(10)).outcomes() {
+    ///     assert!(o.elapsed() <= std::time::Duration::from_secs(10));
+    /// }
+    /// let _ = w.join();
+    /// ```
     pub fn elapsed(&self) -> Duration {
         self.elapsed
     }
 
     /// Why it still runs, if it does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// for o in killable::shutdown(std::time::Duration::from_secs(10)).outcomes() {
+    ///     assert!(o.diagnosis().is_none()); // it stopped: nothing to diagnose
+    /// }
+    /// let _ = w.join();
+    /// ```
     pub fn diagnosis(&self) -> Option<&Diagnosis> {
         self.diagnosis.as_ref()
     }
@@ -157,6 +223,21 @@ pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> 
 }
 
 /// The error of [`JoinHandle::stop`]: the thread still runs. Holds the handle and why.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// let lock = Arc::new(Mutex::new(()));
+/// let held = lock.lock().unwrap();
+/// let l = lock.clone();
+/// let h = killable::spawn(move || drop(l.lock())); // waits in a futex: nothing reaches it
+/// std::thread::sleep(std::time::Duration::from_millis(20));
+/// let stuck = h.stop(std::time::Duration::from_millis(100)).unwrap_err();
+/// println!("{stuck}");
+/// drop(held);
+/// stuck.into_handle().join().unwrap();
+/// ```
 pub struct Stuck<T> {
     handle: JoinHandle<T>,
     outcome: Box<StopOutcome>,
@@ -164,11 +245,40 @@ pub struct Stuck<T> {
 
 impl<T> Stuck<T> {
     /// Takes the handle back (to wait longer, or drop it to detach the thread).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let lock = Arc::new(Mutex::new(()));
+    /// let held = lock.lock().unwrap();
+    /// let l = lock.clone();
+    /// let h = killable::spawn(move || drop(l.lock()));
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// let handle = h.stop(std::time::Duration::from_millis(100)).unwrap_err().into_handle();
+    /// drop(held);
+    /// handle.join().unwrap();
+    /// ```
     pub fn into_handle(self) -> JoinHandle<T> {
         self.handle
     }
 
     /// Why the thread still runs, read from `/proc` at the deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let lock = Arc::new(Mutex::new(()));
+    /// let held = lock.lock().unwrap();
+    /// let l = lock.clone();
+    /// let h = killable::spawn(move || drop(l.lock()));
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// let stuck = h.stop(std::time::Duration::from_millis(100)).unwrap_err();
+    /// assert_eq!(stuck.diagnosis().unwrap().syscall_name(), Some("futex"));
+    /// drop(held);
+    /// stuck.into_handle().join().unwrap();
+    /// ```
     pub fn diagnosis(&self) -> Option<&Diagnosis> {
         self.outcome.diagnosis()
     }
@@ -228,6 +338,13 @@ impl<T> JoinHandle<T> {
 }
 
 /// The outcome of [`shutdown`]: one [`StopOutcome`] per thread.
+///
+/// # Examples
+///
+/// ```
+/// let report = killable::shutdown(std::time::Duration::from_secs(1));
+/// print!("{report}");
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct ShutdownReport {
     outcomes: Vec<StopOutcome>,
@@ -235,11 +352,28 @@ pub struct ShutdownReport {
 
 impl ShutdownReport {
     /// One outcome per thread that was live when the shutdown began.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// let report = killable::shutdown(std::time::Duration::from_secs(10));
+    /// assert!(!report.outcomes().is_empty());
+    /// let _ = w.join();
+    /// ```
     pub fn outcomes(&self) -> &[StopOutcome] {
         &self.outcomes
     }
 
     /// Whether every thread stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// assert!(killable::shutdown(std::time::Duration::from_secs(10)).all_stopped());
+    /// let _ = w.join();
+    /// ```
     pub fn all_stopped(&self) -> bool {
         self.outcomes.iter().all(StopOutcome::stopped)
     }
@@ -284,6 +418,13 @@ pub fn shutdown(grace: Duration) -> ShutdownReport {
 }
 
 /// What a thread is doing, read from `/proc/self/task/<tid>/` (see [`Thread::diagnose`]).
+///
+/// # Examples
+///
+/// ```
+/// let d = killable::current().diagnose().unwrap();
+/// assert_eq!(d.state(), 'R'); // this thread is running
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnosis {
     state: char,
@@ -297,21 +438,62 @@ pub struct Diagnosis {
 impl Diagnosis {
     /// The kernel's one-letter state (`R` running, `S` sleeping, `D` uninterruptible, `T`
     /// stopped, `Z` zombie), or `-` if the thread has finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// assert_eq!(h.thread().diagnose().unwrap().state(), 'S');
+    /// h.interrupt();
+    /// let _ = h.join();
+    /// ```
     pub fn state(&self) -> char {
         self.state
     }
 
     /// The system call the thread is blocked in: its number and its six arguments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// let (nr, _args) = h.thread().diagnose().unwrap().syscall().unwrap();
+    /// assert_eq!(nr, libc::SYS_clock_nanosleep);
+    /// h.interrupt();
+    /// let _ = h.join();
+    /// ```
     pub fn syscall(&self) -> Option<(i64, [u64; 6])> {
         self.syscall
     }
 
     /// The system call's name, if it is one killable knows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::park());
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// assert_eq!(h.thread().diagnose().unwrap().syscall_name(), Some("futex"));
+    /// h.interrupt();
+    /// let _ = h.join();
+    /// ```
     pub fn syscall_name(&self) -> Option<&'static str> {
         self.syscall.and_then(|(nr, _)| syscall_name(nr))
     }
 
     /// The kernel function the thread waits in (its wait channel), such as `pipe_read`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::park());
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// println!("waiting in {:?}", h.thread().diagnose().unwrap().wchan());
+    /// h.interrupt();
+    /// let _ = h.join();
+    /// ```
     pub fn wchan(&self) -> Option<&str> {
         self.wchan.as_deref()
     }

@@ -136,6 +136,12 @@ pub fn park() -> Result<(), Interrupted> {
 /// # Errors
 ///
 /// As [`park`].
+///
+/// # Examples
+///
+/// ```
+/// assert!(killable::park_timeout(std::time::Duration::from_millis(1)).is_ok());
+/// ```
 pub fn park_timeout(timeout: Duration) -> Result<(), Interrupted> {
     park_until(abs_deadline(Some(timeout)).as_ref())
 }
@@ -165,6 +171,13 @@ fn park_until(deadline: Option<&libc::timespec>) -> Result<(), Interrupted> {
 
 impl Thread {
     /// Makes the thread's next (or current) [`park`] return, like [`std::thread::Thread::unpark`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// killable::current().unpark();
+    /// assert!(killable::park().is_ok()); // the token was there: returns at once
+    /// ```
     pub fn unpark(&self) {
         if self.inner.ctl.park.swap(NOTIFIED, Ordering::Release) == PARKED {
             futex::wake(&self.inner.ctl.park, 1);
@@ -199,6 +212,13 @@ pub struct Condvar {
 
 impl Condvar {
     /// A new condition variable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cv = killable::sync::Condvar::new();
+    /// cv.notify_all(); // nobody waits: nothing happens
+    /// ```
     pub const fn new() -> Condvar {
         Condvar {
             seq: AtomicU32::new(0),
@@ -210,6 +230,20 @@ impl Condvar {
     /// # Errors
     ///
     /// [`Interrupted`] if the thread is interrupted first; the mutex is then not held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let pair = Arc::new((Mutex::new(0), killable::sync::Condvar::new()));
+    /// let p = pair.clone();
+    /// let h = killable::spawn(move || *p.1.wait_while(&p.0, |n| *n < 3).unwrap());
+    /// for _ in 0..3 {
+    ///     *pair.0.lock().unwrap() += 1;
+    ///     pair.1.notify_all();
+    /// }
+    /// assert_eq!(h.join().unwrap(), 3);
+    /// ```
     pub fn wait_while<'a, T, F>(
         &self,
         mutex: &'a Mutex<T>,
@@ -227,6 +261,18 @@ impl Condvar {
     /// # Errors
     ///
     /// As [`wait_while`](Condvar::wait_while).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// let lock = Mutex::new(false);
+    /// let cv = killable::sync::Condvar::new();
+    /// let (guard, timed_out) = cv
+    ///     .wait_timeout_while(&lock, std::time::Duration::from_millis(5), |ready| !*ready)
+    ///     .unwrap();
+    /// assert!(timed_out && !*guard);
+    /// ```
     pub fn wait_timeout_while<'a, T, F>(
         &self,
         mutex: &'a Mutex<T>,
@@ -266,12 +312,31 @@ impl Condvar {
     }
 
     /// Wakes one waiter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let pair = Arc::new((Mutex::new(false), killable::sync::Condvar::new()));
+    /// let p = pair.clone();
+    /// let h = killable::spawn(move || *p.1.wait_while(&p.0, |ready| !*ready).unwrap());
+    /// *pair.0.lock().unwrap() = true;
+    /// pair.1.notify_one();
+    /// assert!(h.join().unwrap());
+    /// ```
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake(&self.seq, 1);
     }
 
     /// Wakes every waiter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cv = killable::sync::Condvar::new();
+    /// cv.notify_all();
+    /// ```
     pub fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake(&self.seq, i32::MAX);
@@ -304,6 +369,16 @@ impl<T> JoinHandle<T> {
     /// # Errors
     ///
     /// As [`wait`](JoinHandle::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// assert_eq!(h.wait_timeout(std::time::Duration::from_millis(1)).unwrap(), false);
+    /// h.interrupt();
+    /// assert!(h.wait_timeout(std::time::Duration::from_secs(30)).unwrap());
+    /// let _ = h.join();
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
         self.wait_until(abs_deadline(Some(timeout)).as_ref())
     }

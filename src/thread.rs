@@ -42,6 +42,13 @@ impl ThreadId {
     }
 
     /// The id as a number.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let id = killable::current().id();
+    /// assert!(id.as_u64().get() >= 1);
+    /// ```
     pub fn as_u64(&self) -> NonZeroU64 {
         self.0
     }
@@ -204,6 +211,14 @@ impl Thread {
     /// This is the full name given to [`Builder::name`](crate::Builder::name); the kernel keeps
     /// only its first 15 bytes (see `/proc/self/task/<tid>/comm`). The main thread is `"main"`;
     /// a `std::thread` adopted by [`current`] carries std's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::Builder::new().name("named".into()).spawn(|| ()).unwrap();
+    /// assert_eq!(h.thread().name(), Some("named"));
+    /// h.join().unwrap();
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.inner.name_str()
     }
@@ -241,6 +256,16 @@ impl Thread {
     }
 
     /// The thread's process-unique id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let a = killable::spawn(|| ());
+    /// let b = killable::spawn(|| ());
+    /// assert_ne!(a.thread().id(), b.thread().id());
+    /// a.join().unwrap();
+    /// b.join().unwrap();
+    /// ```
     pub fn id(&self) -> ThreadId {
         self.inner.id
     }
@@ -249,6 +274,15 @@ impl Thread {
     ///
     /// For a thread killable did not create, this turns true when its thread-locals are torn
     /// down at exit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| ());
+    /// let t = h.thread().clone();
+    /// h.join().unwrap();
+    /// assert!(t.is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.inner.done_state() != RUNNING
     }
