@@ -41,6 +41,30 @@
 //! section; [`on_interrupt`] registers a callback that runs on the interrupter; [`timeout`]
 //! applies the same mechanism to a deadline; [`check`] is the cooperative test for loops.
 //!
+//! # When interrupting is not enough
+//!
+//! Interruption reaches code that uses killable's calls. Two stronger levels reach the rest:
+//!
+//! * [`Thread::seal`] (safe): the thread installs, for itself alone, a seccomp filter under
+//!   which its blocking system calls fail with `ECANCELED`. Code that retries `EINTR` forever,
+//!   std's included, then gets an error it does not retry, and unwinds through its own error
+//!   paths and destructors. Only system calls fail; nothing is jumped over.
+//! * [`Thread::kill`] (safe to call) abandons a [`kill_region`]: a call into foreign C code,
+//!   entered with `unsafe` because the caller promises the C code may be abandoned at any
+//!   instruction. The `sigsetjmp`, the call and the `siglongjmp` all happen in C, so no Rust
+//!   frame is ever jumped over.
+//!
+//! [`JoinHandle::stop`] escalates through the three levels within a grace period and, if the
+//! thread still runs, hands back a [`Diagnosis`] read from `/proc`; [`shutdown`] does the same
+//! for every worker at once, and [`shutdown_on_signals`] runs it on Ctrl-C.
+//!
+//! # Signals
+//!
+//! killable uses one signal (SIGUSR1 unless [`set_signal`] chose another). Its handler takes only
+//! the signals killable itself sent (marked with a per-process secret) and its own timers'; every
+//! other delivery, from `kill`, another process, or the application's own `raise`, goes to the
+//! handler that was installed before killable's.
+//!
 //! # Platform
 //!
 //! Linux on x86_64 only; the crate refuses to build elsewhere.

@@ -193,6 +193,28 @@ fn fork_runs(opts: &Opts, report: &mut Report) {
     );
 }
 
+/// Last, because it breaks killable's handler for the rest of the process: another library
+/// replaces it, and `try_interrupt` must say so rather than do nothing.
+fn replaced_handler(report: &mut Report) {
+    let h = killable::spawn(|| {
+        while killable::check().is_ok() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    // SAFETY: installing SIG_IGN in place of killable's handler, as a careless library would.
+    unsafe { libc::signal(killable::signal(), libc::SIG_IGN) };
+    let detected = h
+        .try_interrupt()
+        .is_err_and(|e| e.to_string().contains("replaced"));
+    // The flag was set anyway, so the cooperative thread still ends.
+    let ended = h.join_timeout(Duration::from_secs(30)).is_ok();
+    report.figure(
+        "replaced_handler_detected",
+        (detected && ended) as u8 as f64,
+        "another library replaced killable's handler: try_interrupt reported it (target 1)",
+    );
+}
+
 pub fn run(opts: &Opts, report: &mut Report) {
     // First: the application's handler must be installed before killable's.
     forged_runs(opts, report);
@@ -200,4 +222,5 @@ pub fn run(opts: &Opts, report: &mut Report) {
     storm_run(opts, report);
     fork_runs(opts, report);
     leak_runs(opts, report);
+    replaced_handler(report);
 }
