@@ -329,11 +329,24 @@ fn timer_fired(value: *mut libc::c_void) -> bool {
     true
 }
 
-/// Passes a signal that is not ours to the action installed before ours.
+/// Passes a signal that is not ours to the action installed before ours (ignored if that was
+/// `SIG_DFL` or `SIG_IGN`).
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let Some(prev) = PREVIOUS.get() else { return };
+    if let Some(prev) = PREVIOUS.get() {
+        call_previous(prev, sig, info, ctx);
+    }
+}
+
+/// Calls the handler of `prev` with what the kernel gave us, if it has one; returns `false`
+/// for `SIG_DFL` and `SIG_IGN`. Async-signal-safe. Shared with the overflow handler (stack.rs).
+pub(crate) fn call_previous(
+    prev: &libc::sigaction,
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) -> bool {
     if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
-        return;
+        return false;
     }
     if prev.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: installed with SA_SIGINFO, so it has the three-argument signature; it gets
@@ -346,4 +359,5 @@ fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(prev.sa_sigaction) };
         f(sig);
     }
+    true
 }

@@ -310,28 +310,13 @@ extern "C" fn overflow_handler(
     } else {
         PREV_BUS.get()
     };
-    match prev {
-        Some(p) if p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN => {
-            if p.sa_flags & libc::SA_SIGINFO != 0 {
-                // SAFETY: the previous action was installed with SA_SIGINFO, so its handler has
-                // the three-argument signature; we pass on exactly what the kernel gave us.
-                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                    unsafe { std::mem::transmute(p.sa_sigaction) };
-                f(sig, info, ctx);
-            } else {
-                // SAFETY: without SA_SIGINFO the handler takes only the signal number.
-                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(p.sa_sigaction) };
-                f(sig);
-            }
-        }
-        _ => {
-            // Restore the default action and return: the faulting instruction runs again and
-            // the process dies of the signal, as it would have without us.
-            // SAFETY: sigaction is plain data; zeroed with SIG_DFL is the default action.
-            let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-            dfl.sa_sigaction = libc::SIG_DFL;
-            // SAFETY: sigaction(2) is async-signal-safe.
-            unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
-        }
+    if !prev.is_some_and(|p| crate::signal::call_previous(p, sig, info, ctx)) {
+        // Restore the default action and return: the faulting instruction runs again and the
+        // process dies of the signal, as it would have without us.
+        // SAFETY: sigaction is plain data; zeroed with SIG_DFL is the default action.
+        let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+        dfl.sa_sigaction = libc::SIG_DFL;
+        // SAFETY: sigaction(2) is async-signal-safe.
+        unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
     }
 }

@@ -74,11 +74,10 @@ pub(crate) fn call_once(
     nr: libc::c_long,
     a: [libc::c_long; 6],
 ) -> Result<libc::c_long, Fail> {
-    // SAFETY: the stub performs exactly the system call `nr` with these arguments; the caller of
-    // `call_once` is responsible for the arguments being valid for that call (each wrapper
-    // passes live buffers with their lengths). `ctl.state` outlives the call.
-    let r =
-        unsafe { killable_syscall_cp(ctl.state.as_ptr(), nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
+    let state = ctl.state.as_ptr();
+    // SAFETY: the stub performs exactly the system call `nr` with these arguments; the caller
+    // vouches for them (each wrapper passes live buffers with their lengths); `state` outlives it.
+    let r = unsafe { killable_syscall_cp(state, nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
     if (-4095..0).contains(&r) {
         let e = -r as i32;
         if e == libc::EINTR {

@@ -3,9 +3,8 @@
 #[path = "../benches/killable/integrity.rs"]
 mod integrity;
 
-#[test]
-fn pipe_data_survives_interrupts_on_both_sides() {
-    let r = integrity::pipe(4 << 20, 1_000);
+/// Every byte arrived once and in order, and interrupts really broke calls on the way.
+fn check(r: integrity::Integrity) {
     println!("{r:?}");
     assert_eq!(r.mismatches, 0, "{r:?}");
     assert_eq!((r.bytes_sent, r.bytes_received), (4 << 20, 4 << 20));
@@ -17,16 +16,13 @@ fn pipe_data_survives_interrupts_on_both_sides() {
 }
 
 #[test]
+fn pipe_data_survives_interrupts_on_both_sides() {
+    check(integrity::pipe(4 << 20, 1_000));
+}
+
+#[test]
 fn tcp_data_survives_interrupts_on_both_sides() {
-    let r = integrity::tcp(4 << 20, 1_000);
-    println!("{r:?}");
-    assert_eq!(r.mismatches, 0, "{r:?}");
-    assert_eq!((r.bytes_sent, r.bytes_received), (4 << 20, 4 << 20));
-    assert!(r.reader_interrupts > 0 && r.writer_interrupts > 0, "{r:?}");
-    assert!(
-        r.reader_broken + r.writer_broken > 0,
-        "no call was ever broken: {r:?}"
-    );
+    check(integrity::tcp(4 << 20, 1_000));
 }
 
 #[test]
