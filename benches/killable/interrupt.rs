@@ -13,19 +13,12 @@ use std::time::{Duration, Instant};
 use killable::io::Interruptible;
 
 use crate::Opts;
-use crate::report::{Report, median, percentile};
+use crate::report::{Report, median, median_ratio, paired, percentile};
 use crate::stress;
 
 /// Nanoseconds since a fixed base, comparable across threads.
 fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
-}
-
-fn spin_for(d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d {
-        std::hint::spin_loop();
-    }
 }
 
 /// A thread that blocks in a read, over and over, and stamps the time each read returns.
@@ -54,7 +47,7 @@ impl Target {
             std::hint::spin_loop();
         }
         // Let it get into the kernel and fall asleep.
-        spin_for(Duration::from_micros(200));
+        stress::spin_for(200_000);
         let t0 = now_ns(base);
         send();
         let limit = Instant::now();
@@ -179,7 +172,7 @@ fn read_overhead(opts: &Opts, report: &mut Report) {
     let fd = zero.as_raw_fd();
     let mut ours = Interruptible::new(&zero);
     let mut buf = [0u8; 1];
-    let mut killable_batch = || {
+    let killable_batch = || {
         let t = Instant::now();
         for _ in 0..BATCH {
             black_box(ours.read(black_box(&mut buf)).unwrap());
@@ -187,7 +180,7 @@ fn read_overhead(opts: &Opts, report: &mut Report) {
         t.elapsed()
     };
     let mut buf2 = [0u8; 1];
-    let mut libc_batch = || {
+    let libc_batch = || {
         let t = Instant::now();
         for _ in 0..BATCH {
             // SAFETY: reading into a live one-byte buffer.
@@ -195,22 +188,10 @@ fn read_overhead(opts: &Opts, report: &mut Report) {
         }
         t.elapsed()
     };
-    killable_batch();
-    libc_batch();
-    let mut ratios = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        let (k, l) = if round % 2 == 0 {
-            let k = killable_batch();
-            (k, libc_batch())
-        } else {
-            let l = libc_batch();
-            (killable_batch(), l)
-        };
-        ratios.push(k.as_secs_f64() / l.as_secs_f64());
-    }
+    let pairs = paired(rounds, killable_batch, libc_batch);
     report.figure(
         "read_overhead_ratio",
-        median(&mut ratios),
+        median_ratio(&pairs),
         "Interruptible read / libc::read, 1 byte from /dev/zero, median of pairwise ratios (target <= 1.03)",
     );
 }

@@ -59,6 +59,38 @@ impl Report {
     }
 }
 
+/// Runs `ours` and `theirs` alternately, `rounds` times each after one warm-up of both,
+/// swapping which goes first every round, and returns each round's pair of durations. Side by
+/// side like this, a noisy neighbour slows both halves of a pair alike.
+pub fn paired(
+    rounds: usize,
+    mut ours: impl FnMut() -> Duration,
+    mut theirs: impl FnMut() -> Duration,
+) -> Vec<(Duration, Duration)> {
+    ours();
+    theirs();
+    (0..rounds)
+        .map(|round| {
+            if round % 2 == 0 {
+                let o = ours();
+                (o, theirs())
+            } else {
+                let t = theirs();
+                (ours(), t)
+            }
+        })
+        .collect()
+}
+
+/// The median of `ours / theirs` over the pairs.
+pub fn median_ratio(pairs: &[(Duration, Duration)]) -> f64 {
+    let mut ratios: Vec<f64> = pairs
+        .iter()
+        .map(|(o, t)| o.as_secs_f64() / t.as_secs_f64())
+        .collect();
+    median(&mut ratios)
+}
+
 /// The median of a list of numbers (sorted in place).
 pub fn median(v: &mut [f64]) -> f64 {
     percentile(v, 50.0)

@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use crate::Opts;
-use crate::report::{Report, median, micros};
+use crate::report::{Report, median, median_ratio, micros, paired};
 
 const BATCH: usize = 20;
 
@@ -28,24 +28,16 @@ fn std_batch() -> std::time::Duration {
 
 pub fn run(opts: &Opts, report: &mut Report) {
     let rounds = if opts.quick { 300 } else { 3000 };
-    // Warm up both (first spawns install handlers, fault in code and allocator caches).
-    killable_batch();
-    std_batch();
-    let mut ratios = Vec::with_capacity(rounds);
-    let mut ours = Vec::with_capacity(rounds);
-    let mut theirs = Vec::with_capacity(rounds);
-    for round in 0..rounds {
-        let (k, s) = if round % 2 == 0 {
-            let k = killable_batch();
-            (k, std_batch())
-        } else {
-            let s = std_batch();
-            (killable_batch(), s)
-        };
-        ratios.push(k.as_secs_f64() / s.as_secs_f64());
-        ours.push(micros(k) / BATCH as f64);
-        theirs.push(micros(s) / BATCH as f64);
-    }
+    // The warm-up inside `paired` installs handlers and faults in code and allocator caches.
+    let pairs = paired(rounds, killable_batch, std_batch);
+    let mut ours: Vec<f64> = pairs
+        .iter()
+        .map(|(k, _)| micros(*k) / BATCH as f64)
+        .collect();
+    let mut theirs: Vec<f64> = pairs
+        .iter()
+        .map(|(_, s)| micros(*s) / BATCH as f64)
+        .collect();
     report.note(
         "spawn+join killable",
         format!("{:.1} µs (median)", median(&mut ours)),
@@ -56,7 +48,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
     );
     report.figure(
         "spawn_join_ratio",
-        median(&mut ratios),
+        median_ratio(&pairs),
         "killable spawn+join / std spawn+join, median of pairwise ratios (target <= 1.00)",
     );
 }

@@ -39,7 +39,8 @@ impl Rng {
     }
 }
 
-fn spin_for(ns: u64) {
+/// Busy-waits for `ns` nanoseconds (a sleep would be far too coarse).
+pub fn spin_for(ns: u64) {
     let t = Instant::now();
     while (t.elapsed().as_nanos() as u64) < ns {
         std::hint::spin_loop();
