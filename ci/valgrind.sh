@@ -20,14 +20,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 2; }
-cargo test --no-run --message-format=json 2>/dev/null \
+# Where cargo builds (CARGO_TARGET_DIR, a config's build.target-dir, or ./target): the lists and
+# logs go there too. It may not exist yet on a fresh clone.
+out=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+mkdir -p "$out"
+cargo test --no-run --message-format=json \
   | python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])
-' | sort -u > target/valgrind-binaries.txt
+' | sort -u > "$out/valgrind-binaries.txt"
 
 failed=0
 while read -r bin; do
@@ -43,15 +48,15 @@ while read -r bin; do
   echo "== valgrind $name"
   set +e
   KILLABLE_KILL_ITERATIONS=100 KILLABLE_EXPECT_NO_SECCOMP=1 timeout 900 valgrind --quiet --error-exitcode=99 --max-stackframe=4096 \
-    --suppressions=ci/valgrind.supp "$bin" "${args[@]}" < /dev/null > "target/valgrind-$name.log" 2>&1
+    --suppressions=ci/valgrind.supp "$bin" "${args[@]}" < /dev/null > "$out/valgrind-$name.log" 2>&1
   rc=$?
   set -e
-  tail -n 3 "target/valgrind-$name.log"
+  tail -n 3 "$out/valgrind-$name.log"
   if [ "$rc" -ne 0 ]; then
-    echo "!! $name: exit status $rc (99 = memcheck errors; see target/valgrind-$name.log)"
+    echo "!! $name: exit status $rc (99 = memcheck errors; see $out/valgrind-$name.log)"
     failed=1
   fi
-done < target/valgrind-binaries.txt
+done < "$out/valgrind-binaries.txt"
 if [ "$failed" -ne 0 ]; then
   echo "valgrind: FAILED"
   exit 1

@@ -108,4 +108,25 @@ impl RawLock {
             wake(&self.0, 1);
         }
     }
+
+    /// Marks the lock free without waking anyone: only in a fork child, where the thread that
+    /// held it does not exist.
+    pub(crate) fn reset_in_child(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+
+    /// Locks, and unlocks when the guard drops (also when a panic unwinds through it).
+    pub(crate) fn guard(&self) -> RawGuard<'_> {
+        self.lock();
+        RawGuard(self)
+    }
+}
+
+/// Holds a `RawLock` (see `RawLock::guard`).
+pub(crate) struct RawGuard<'a>(&'a RawLock);
+
+impl Drop for RawGuard<'_> {
+    fn drop(&mut self) {
+        self.0.unlock();
+    }
 }

@@ -23,13 +23,27 @@
 //! id can be reused. `life` counts the senders in flight (in steps of `SENDER`) and carries an
 //! `EXITED` bit; a sender registers before checking `EXITED`, and an exiting thread sets
 //! `EXITED` and then waits for the in-flight senders to drain before it is allowed to end.
+//!
+//! Interrupt callbacks (`on_interrupt`) live in a list guarded by a small futex lock that is
+//! held only to change the list or to take a snapshot of it, never while a signal is sent or a
+//! callback runs. An interrupter sets `INTERRUPT` and takes its snapshot under that lock, and a
+//! registration pushes its callback and looks at `INTERRUPT` under it, so each callback runs
+//! exactly once per interrupt: in the interrupter's snapshot, or at its registration. Each
+//! callback has its own lock, held while it runs, so that unregistering can wait for a run in
+//! progress. Callbacks that interrupt each other cannot deadlock (no list lock is held while
+//! they run, and a second interrupt of a thread already interrupted runs nothing), and a `fork`
+//! child finds nothing locked: the fork handlers (registry.rs) hold the forking thread's list
+//! lock across the fork and reset it, and its callbacks' locks, in the child.
 
+use std::cell::UnsafeCell;
 use std::error::Error;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+
+use crate::futex::RawLock;
 
 use crate::thread::{CURRENT, Inner, Thread, current};
 
@@ -49,7 +63,51 @@ const EXITED: u32 = 1;
 /// `life`: one sender in flight.
 const SENDER: u32 = 2;
 
-type Callback = Box<dyn FnMut() + Send>;
+/// One registered callback, with the lock held while it runs.
+struct CallbackCell {
+    running: RawLock,
+    f: UnsafeCell<Box<dyn FnMut() + Send>>,
+}
+
+// SAFETY: `f` is only called with `running` held, so never from two threads at once; the
+// closure itself is `Send`.
+unsafe impl Sync for CallbackCell {}
+// SAFETY: as above; the box is `Send`.
+unsafe impl Send for CallbackCell {}
+
+impl CallbackCell {
+    /// Runs the callback (under its lock, released even if it panics).
+    fn run(&self) {
+        let _running = self.running.guard();
+        // SAFETY: `running` is held, so this is the only access to `f`.
+        unsafe { (*self.f.get())() };
+    }
+}
+
+/// The callbacks of one thread (see the module docs).
+struct Callbacks {
+    lock: RawLock,
+    list: UnsafeCell<Vec<(u64, Arc<CallbackCell>)>>,
+}
+
+// SAFETY: `list` is only touched with `lock` held (or in the single-threaded fork child).
+unsafe impl Sync for Callbacks {}
+
+impl Callbacks {
+    const fn new() -> Callbacks {
+        Callbacks {
+            lock: RawLock::new(),
+            list: UnsafeCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on the list with the lock held.
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<(u64, Arc<CallbackCell>)>) -> R) -> R {
+        let _held = self.lock.guard();
+        // SAFETY: the lock is held until `_held` drops: this is the only reference.
+        f(unsafe { &mut *self.list.get() })
+    }
+}
 
 /// The part of a thread's `Inner` that interruption uses.
 pub(crate) struct Control {
@@ -65,7 +123,7 @@ pub(crate) struct Control {
     pub(crate) regions: AtomicU32,
     /// Sealing: see `seal.rs`.
     pub(crate) seal: AtomicU32,
-    callbacks: Mutex<Vec<(u64, Callback)>>,
+    callbacks: Callbacks,
 }
 
 impl Control {
@@ -77,7 +135,7 @@ impl Control {
             deadline_ns: AtomicU64::new(0),
             regions: AtomicU32::new(0),
             seal: AtomicU32::new(0),
-            callbacks: Mutex::new(Vec::new()),
+            callbacks: Callbacks::new(),
         }
     }
 
@@ -111,6 +169,28 @@ impl Control {
     pub(crate) fn reset_senders_in_child(&self) {
         self.life.fetch_and(EXITED, Ordering::SeqCst);
     }
+
+    /// Fork prepare handler, on the forking thread: holds the callback list still across the
+    /// fork, so that the child's copy is not half-changed.
+    pub(crate) fn lock_callbacks_for_fork(&self) {
+        self.callbacks.lock.lock();
+    }
+
+    /// Fork parent handler: the counterpart of `lock_callbacks_for_fork`.
+    pub(crate) fn unlock_callbacks_after_fork(&self) {
+        self.callbacks.lock.unlock();
+    }
+
+    /// Fork child handler: the threads that held any of these locks (the list's, held by
+    /// `lock_callbacks_for_fork`; a callback's, held by a parent thread running it) do not
+    /// exist here.
+    pub(crate) fn reset_callbacks_in_child(&self) {
+        // SAFETY: the child has one thread, and the list lock was taken before the fork.
+        for (_, cell) in unsafe { &*self.callbacks.list.get() } {
+            cell.running.reset_in_child();
+        }
+        self.callbacks.lock.reset_in_child();
+    }
 }
 
 /// The error a killable call returns when its thread was interrupted, or when the
@@ -138,6 +218,11 @@ pub struct Interrupted {
 }
 
 impl Interrupted {
+    /// The error of an interrupt (not a timeout).
+    pub(crate) fn interrupt() -> Interrupted {
+        Interrupted { timed_out: false }
+    }
+
     fn from_state(state: u32) -> Interrupted {
         Interrupted {
             timed_out: state & INTERRUPT == 0 && state & DEADLINE != 0,
@@ -360,8 +445,9 @@ pub struct InterruptCallback {
 ///
 /// Dropping the returned [`InterruptCallback`] unregisters `f`; once the drop has returned, `f`
 /// never runs again (the drop waits for a run in progress to finish). Do not drop the
-/// registration from inside `f`, and do not interrupt the same thread from inside `f`'s
-/// registration's drop: that would wait for itself.
+/// registration from inside `f`: that would wait for itself. `f` runs with no killable lock
+/// held, so it may interrupt other threads, including threads whose callbacks interrupt this
+/// one (a thread already interrupted is not interrupted again, so the chain ends).
 ///
 /// # Examples
 ///
@@ -386,30 +472,32 @@ pub fn on_interrupt<F: FnMut() + Send + 'static>(f: F) -> InterruptCallback {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let thread = current();
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut cbs = thread
-        .inner
-        .ctl
-        .callbacks
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    cbs.push((id, Box::new(f)));
-    if thread.inner.ctl.state.load(Ordering::Acquire) & INTERRUPT != 0 {
-        (cbs.last_mut().expect("just pushed").1)();
+    let cell = Arc::new(CallbackCell {
+        running: RawLock::new(),
+        f: UnsafeCell::new(Box::new(f)),
+    });
+    let ctl = &thread.inner.ctl;
+    let already = ctl.callbacks.with(|list| {
+        list.push((id, cell.clone()));
+        ctl.state.load(Ordering::Acquire) & INTERRUPT != 0
+    });
+    if already {
+        cell.run();
     }
-    drop(cbs);
     InterruptCallback { thread, id }
 }
 
 impl Drop for InterruptCallback {
     fn drop(&mut self) {
-        let mut cbs = self
-            .thread
-            .inner
-            .ctl
-            .callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        cbs.retain(|(id, _)| *id != self.id);
+        let ctl = &self.thread.inner.ctl;
+        let removed = ctl.callbacks.with(|list| {
+            let at = list.iter().position(|(id, _)| *id == self.id)?;
+            Some(list.swap_remove(at).1)
+        });
+        if let Some(cell) = removed {
+            // Waits for a run in progress on another thread to finish.
+            drop(cell.running.guard());
+        }
     }
 }
 
@@ -453,9 +541,10 @@ impl Thread {
     ///
     /// # References
     ///
-    /// * [`tgkill(2)`](https://man7.org/linux/man-pages/man2/tgkill.2.html)
+    /// * [`rt_tgsigqueueinfo(2)`](https://man7.org/linux/man-pages/man2/rt_tgsigqueueinfo.2.html)
     #[doc(alias = "pthread_kill")]
     #[doc(alias = "tgkill")]
+    #[doc(alias = "rt_tgsigqueueinfo")]
     pub fn interrupt(&self) {
         if let Err(e) = self.try_interrupt() {
             panic!("killable: cannot interrupt {self:?}: {e}");
@@ -495,16 +584,22 @@ impl Thread {
         installed: io::Result<libc::c_int>,
     ) -> io::Result<()> {
         let inner = &*self.inner;
-        // The bit is set under the callbacks' lock, so that a callback registering at the same
-        // moment runs exactly once (here, or at its registration).
-        let cbs = inner
-            .ctl
-            .callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let old = inner.ctl.state.fetch_or(bits, Ordering::SeqCst);
+        // The bit is set, and the callbacks to run are taken, under the list lock, so that a
+        // callback registering at the same moment runs exactly once (module docs). No lock is
+        // held while the signal is sent or the callbacks run.
+        let (old, to_run) = inner.ctl.callbacks.with(|list| {
+            let old = inner.ctl.state.fetch_or(bits, Ordering::SeqCst);
+            let newly_interrupted = old & INTERRUPT == 0
+                && inner.ctl.life.load(Ordering::Acquire) & EXITED == 0
+                && !list.is_empty();
+            let to_run: Vec<Arc<CallbackCell>> = if newly_interrupted {
+                list.iter().map(|(_, cell)| cell.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            (old, to_run)
+        });
         if old & bits == bits {
-            drop(cbs);
             return installed.map(drop);
         }
         // A deferring thread is not signalled: the signal would break calls that are not
@@ -515,8 +610,8 @@ impl Thread {
         } else {
             installed.and_then(|sig| send(inner, sig))
         };
-        if old & INTERRUPT == 0 {
-            run_callbacks(inner, cbs);
+        for cell in to_run {
+            cell.run();
         }
         sent
     }
@@ -576,35 +671,43 @@ impl<T> crate::JoinHandle<T> {
     }
 }
 
-fn run_callbacks(inner: &Inner, mut cbs: MutexGuard<'_, Vec<(u64, Callback)>>) {
-    if inner.ctl.life.load(Ordering::Acquire) & EXITED != 0 {
-        return;
+/// Runs `f` with the thread's kernel id while pinning it: until `f` returns, the thread cannot
+/// finish exiting, so the id cannot be reused by another thread. Returns `None`, without
+/// calling `f`, when the id would not name this thread: it has not been published yet, the
+/// thread has ended (or is ending), or the handle comes from before a `fork` (the thread stayed
+/// in the parent; in the child its id may belong to anyone).
+///
+/// Every per-tid operation (a signal, a `/proc` read, `sched_getaffinity`) goes through here.
+pub(crate) fn with_live_tid<R>(inner: &Inner, f: impl FnOnce(libc::pid_t) -> R) -> Option<R> {
+    // Dekker with `Inner::publish_tid` and the start routine (spawn.rs): a request set before
+    // this point (a bit, a seal request) is seen by the thread's first check if the tid is not
+    // published yet. The fence orders the caller's earlier stores, whatever their ordering.
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let tid = inner.tid.load(Ordering::SeqCst);
+    if tid <= 0 || !inner.in_this_process() {
+        return None;
     }
-    for (_, f) in cbs.iter_mut() {
-        f();
-    }
+    let before = inner.ctl.life.fetch_add(SENDER, Ordering::SeqCst);
+    // `tid` belongs to a thread of this process that cannot finish exiting while we are
+    // registered as a sender (`Control::mark_exited` waits for us).
+    let r = (before & EXITED == 0).then(|| f(tid));
+    inner.ctl.life.fetch_sub(SENDER, Ordering::SeqCst);
+    r
 }
 
 /// Sends killable's signal to the thread, if it is (still) running.
 pub(crate) fn send(inner: &Inner, sig: libc::c_int) -> io::Result<()> {
-    // Dekker with `Inner::publish_tid`: our bit was set with SeqCst before this load.
-    let tid = inner.tid.load(Ordering::SeqCst);
-    if tid <= 0 {
-        // Not started yet: its first check will see the bit.
-        return Ok(());
-    }
-    let before = inner.ctl.life.fetch_add(SENDER, Ordering::SeqCst);
-    let r = if before & EXITED == 0 {
-        // `tid` belongs to a thread of this process that cannot finish exiting while we are
-        // registered as a sender.
-        crate::signal::send_marked(tid, sig)
-    } else {
-        0
-    };
-    let err = (r != 0).then(io::Error::last_os_error);
-    inner.ctl.life.fetch_sub(SENDER, Ordering::SeqCst);
-    match err {
-        Some(e) if e.raw_os_error() != Some(libc::ESRCH) => Err(e),
+    match with_live_tid(inner, |tid| crate::signal::send_marked(tid, sig)) {
+        Some(r) if r != 0 => {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        // Sent; or not started yet (its first check sees the bit, and `seal::on_start` the
+        // seal request); or gone.
         _ => Ok(()),
     }
 }

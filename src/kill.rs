@@ -3,19 +3,31 @@
 //! # Internal workings
 //!
 //! `kill_region` hands the foreign function to `killable_region_enter` (`src/sys/kill.c`), which
-//! `sigsetjmp`s (saving the signal mask), publishes the region in a C thread-local, re-checks
-//! the control word for a pending kill, and calls the function. `Thread::kill` sets the
+//! saves the signal mask, `sigsetjmp`s, publishes the region in a C thread-local, re-checks the
+//! control word for a pending kill, and calls the function. `Thread::kill` sets the
 //! `INTERRUPT` and `KILL` bits and signals the thread. killable's signal entry point is the C
 //! function `killable_signal_entry`: it calls the Rust handler (`signal.rs`), which answers
-//! "abandon" when the thread is in a region, a kill is pending and not deferred; the Rust
-//! handler has returned by then, and the C entry `siglongjmp`s to the innermost region's entry,
-//! restoring the signal mask. The jump passes over the C entry's frame, the kernel's signal
-//! frame and the foreign function's frames: never a Rust frame, provided the foreign code does
-//! not call back into Rust (the caller's promise, see [`kill_region`]).
+//! "abandon" when a kill is pending and not deferred and `killable_region_verdict` says the
+//! interrupted code is the innermost region's own; the Rust handler has returned by then, and
+//! the C entry `siglongjmp`s to that region's entry, which restores the saved mask. The jump
+//! passes over the C entry's frame, the kernel's signal frame and the foreign function's frames:
+//! never a Rust frame, provided the foreign code does not call back into Rust (the caller's
+//! promise, see [`kill_region`]).
 //!
-//! The two orders that could lose a kill are closed like the stub closes them: a kill whose
-//! signal arrives before the region is published left its bit set, and the region entry sees
-//! it; one whose signal arrives after finds the region.
+//! Three races are closed:
+//!
+//! * A kill whose signal arrives before the region is published left its bit set, and the region
+//!   entry sees it; one whose signal arrives after finds the region.
+//! * Between the `sigsetjmp` of a nested region and its publication, the innermost published
+//!   region is the outer one. A flag (`killable_region_entering`) makes the handler leave the kill
+//!   pending there, and the entry's re-check abandons the inner region: always the innermost.
+//! * Another signal handler (the application's, perhaps Rust) may run on top of the region when
+//!   the kill arrives. The kernel adds that handler's signal to the mask it runs with, so the
+//!   interrupted context's `uc_sigmask` differs from the mask saved at entry; then the handler
+//!   does not jump. It blocks killable's signal in the context it returns to and queues the
+//!   signal again: when the other handler returns, the kernel restores the region's mask, the
+//!   signal is delivered on top of the region's own code, and the kill proceeds. The cost is that
+//!   a region whose C code changes its own signal mask is killed only once the mask is back.
 
 use std::error::Error;
 use std::fmt;
@@ -32,7 +44,7 @@ unsafe extern "C" {
         arg: *mut libc::c_void,
         state: *mut u32,
     ) -> libc::c_int;
-    pub(crate) fn killable_in_region() -> libc::c_int;
+    pub(crate) fn killable_region_verdict(ctx: *mut libc::c_void) -> libc::c_int;
     pub(crate) fn killable_set_rust_handler(
         h: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) -> libc::c_int,
     );

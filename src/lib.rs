@@ -29,7 +29,7 @@
 //! # How an interrupt travels
 //!
 //! [`Thread::interrupt`] sets a bit in the target's control block and sends it killable's signal
-//! ([`set_signal`], SIGUSR1 by default) with `tgkill`. The handler is installed without
+//! ([`set_signal`], SIGUSR1 by default) with `rt_tgsigqueueinfo`, marked as killable's. The handler is installed without
 //! `SA_RESTART`, so a system call the target is blocked in returns `EINTR`. Every killable
 //! blocking call goes through one assembly stub that loads the bit and enters the kernel between
 //! two labels; if the signal lands between the check and the kernel, the handler moves the
@@ -60,10 +60,12 @@
 //!
 //! # Signals
 //!
-//! killable uses one signal (SIGUSR1 unless [`set_signal`] chose another). Its handler takes only
-//! the signals killable itself sent (marked with a per-process secret) and its own timers'; every
-//! other delivery, from `kill`, another process, or the application's own `raise`, goes to the
-//! handler that was installed before killable's.
+//! killable uses one signal (SIGUSR1 unless [`set_signal`] chose SIGUSR2 or a real-time signal).
+//! Its handler takes only the signals killable itself sent (`SI_QUEUE` from this process, with a
+//! per-process 64-bit secret as the value) and its own timers'; every other delivery, from
+//! `kill`, another process, or the application's own `raise`, goes to the handler that was
+//! installed before killable's. A kill never jumps out of another signal handler running on top
+//! of a kill region: it waits until that handler has returned (see [`kill_region`]).
 //!
 //! # Platform
 //!
@@ -104,6 +106,7 @@ mod stack;
 mod stop;
 pub mod sync;
 mod syscall;
+mod syscall_names;
 mod thread;
 
 pub use deadline::{timeout, timeout_at};

@@ -13,6 +13,14 @@
 //! keeps only the forking thread's entry, marks every other one as lost (their `JoinHandle`s in
 //! the child then report that instead of waiting forever), fixes the forking thread's `tid`
 //! (in the child it is the child's pid) and releases the lock.
+//!
+//! The child handler also increments the fork generation (`thread::FORK_GENERATION`) and gives
+//! it to the forking thread alone: every other `Thread` from before the fork, including those
+//! of threads killable did not create and so never listed here, then reports itself lost and
+//! is never signalled, even once the child reuses its thread id (`interrupt::with_live_tid`).
+//! The prepare handler also holds the forking thread's interrupt-callback list lock, and the
+//! child resets that lock and its callbacks' locks, so the child inherits nothing locked by a
+//! thread that stayed behind (`interrupt.rs`).
 
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
@@ -20,7 +28,7 @@ use std::sync::Once;
 use std::sync::atomic::Ordering;
 
 use crate::futex::RawLock;
-use crate::thread::{CURRENT, Inner, Thread, gettid};
+use crate::thread::{CURRENT, FORK_GENERATION, Inner, Thread, gettid};
 
 struct Registry {
     lock: RawLock,
@@ -66,22 +74,42 @@ pub(crate) fn init() {
 
 extern "C" fn prepare() {
     REGISTRY.lock.lock();
+    if let Some(me) = current_inner() {
+        me.ctl.lock_callbacks_for_fork();
+    }
 }
 
 extern "C" fn parent() {
+    if let Some(me) = current_inner() {
+        me.ctl.unlock_callbacks_after_fork();
+    }
     REGISTRY.lock.unlock();
+}
+
+/// The calling thread's `Inner`, if it has one.
+fn current_inner() -> Option<&'static Inner> {
+    let me = CURRENT.with(|c| c.get());
+    // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs), which outlives these
+    // fork handlers running on this thread; the 'static is not let out of the handlers.
+    (!me.is_null()).then(|| unsafe { &*me })
 }
 
 extern "C" fn child() {
     crate::signal::refresh_pid();
+    // Every handle from before the fork now names a thread of the parent, except the forking
+    // thread's, whose generation is renewed below.
+    let generation = FORK_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     let me = CURRENT.with(|c| c.get());
     if !me.is_null() {
         // SAFETY: CURRENT points to this thread's live `Inner` (see thread.rs).
         unsafe {
+            (*me).generation.store(generation, Ordering::Release);
             (*me).tid.store(gettid(), Ordering::SeqCst);
-            // A thread of the parent may have been sending to us at the fork: its count was
-            // copied, but it does not exist here.
+            // A thread of the parent may have been sending to us, or running one of our
+            // callbacks, at the fork: its count and locks were copied, but it does not exist
+            // here.
             (*me).ctl.reset_senders_in_child();
+            (*me).ctl.reset_callbacks_in_child();
         }
     }
     // SAFETY: the prepare handler took the lock in the parent, and this child has one thread.

@@ -27,7 +27,9 @@
 //!
 //! For our signals, the handler looks at the interrupted program counter in the `ucontext`: if
 //! it lies in the stub's `[begin, end)` the thread had not entered the kernel yet, and the
-//! handler moves it to the stub's cancel label, which returns `-EINTR`.
+//! handler moves it to the stub's cancel label, which returns `-EINTR`. With a kill pending it
+//! first asks the kill-region code whether the interrupted code is the innermost region's own
+//! (`kill.rs` explains the verdict); only then does the C entry jump.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
@@ -125,17 +127,21 @@ static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
 ///
 /// # Errors
 ///
-/// [`io::ErrorKind::InvalidInput`] for a signal that cannot work: not a valid signal number,
-/// `SIGKILL` or `SIGSTOP` (cannot be caught), `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE` or
-/// `SIGABRT` (reserved for faults and aborts), or a real-time signal the C library keeps for
-/// itself (below `SIGRTMIN`). [`io::ErrorKind::ResourceBusy`] once the handler is installed with
-/// a different signal.
+/// [`io::ErrorKind::InvalidInput`] for any signal but `SIGUSR1`, `SIGUSR2` and the real-time
+/// signals `SIGRTMIN..=SIGRTMAX`, with a message that names those. The others cannot work:
+/// `SIGKILL` and `SIGSTOP` cannot be caught; `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE` and
+/// `SIGABRT` report faults and aborts; the real-time signals below `SIGRTMIN` belong to the C
+/// library; and the process relies on the default action or disposition of the rest (`SIGTERM`
+/// and `SIGINT` terminate it, an ignored `SIGCHLD` reaps children), which killable's handler,
+/// passing signals it did not send to the previous handler, could not reproduce.
+/// [`io::ErrorKind::ResourceBusy`] once the handler is installed with a different signal.
 ///
 /// # Examples
 ///
 /// ```
-/// let err = killable::set_signal(libc::SIGKILL).unwrap_err();
+/// let err = killable::set_signal(libc::SIGTERM).unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// assert!(err.to_string().contains("SIGUSR2"));
 /// ```
 pub fn set_signal(sig: i32) -> io::Result<()> {
     validate(sig)?;
@@ -172,19 +178,34 @@ fn validate(sig: i32) -> io::Result<()> {
     let bad = |why: &str| {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("signal {sig}: {why}"),
+            format!(
+                "signal {sig}: {why}; killable works with SIGUSR1 ({}), SIGUSR2 ({}) or a \
+                 real-time signal from SIGRTMIN ({}) to SIGRTMAX ({})",
+                libc::SIGUSR1,
+                libc::SIGUSR2,
+                libc::SIGRTMIN(),
+                libc::SIGRTMAX()
+            ),
         ))
     };
     if sig <= 0 || sig > libc::SIGRTMAX() {
         return bad("not a signal number");
     }
     match sig {
+        libc::SIGUSR1 | libc::SIGUSR2 => Ok(()),
+        s if s >= libc::SIGRTMIN() => Ok(()),
         libc::SIGKILL | libc::SIGSTOP => bad("cannot be caught"),
         libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGABRT => {
             bad("reserved for faults and aborts")
         }
-        s if s >= 32 && s < libc::SIGRTMIN() => bad("reserved by the C library"),
-        _ => Ok(()),
+        s if s >= 32 => bad("reserved by the C library"),
+        // SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE, SIGALRM...: the process relies on what
+        // the kernel does with them by default (terminate, reap children when ignored), and a
+        // chained handler cannot reproduce that.
+        _ => bad(
+            "the process relies on its default action or disposition, which a chained handler \
+             cannot reproduce",
+        ),
     }
 }
 
@@ -292,13 +313,21 @@ extern "C" fn handler(
     let me = CURRENT.with(|c| c.get());
     if !me.is_null() {
         // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs).
-        let ctl = unsafe { &(*me).ctl };
+        let inner = unsafe { &*me };
+        let ctl = &inner.ctl;
         crate::seal::on_signal(ctl);
         let s = ctl.state.load(Ordering::SeqCst);
-        // SAFETY: reads a C thread-local of this thread (initial-exec TLS, no allocation).
-        if s & KILL != 0 && s < DEFER_ONE && unsafe { crate::kill::killable_in_region() } != 0 {
-            ctl.state.fetch_and(!KILL, Ordering::SeqCst);
-            return 1;
+        if s & KILL != 0 && s < DEFER_ONE {
+            // SAFETY: reads this thread's C thread-locals (initial-exec TLS, no allocation) and
+            // the first 8 bytes of the ucontext's signal mask, which the kernel wrote.
+            match unsafe { crate::kill::killable_region_verdict(ctx) } {
+                REGION_ABANDON => {
+                    ctl.state.fetch_and(!KILL, Ordering::SeqCst);
+                    return 1;
+                }
+                REGION_NOT_OURS => postpone_kill(inner, sig, ctx),
+                _ => {}
+            }
         }
     }
     // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted thread's ucontext_t, which the
@@ -312,6 +341,28 @@ extern "C" fn handler(
         }
     }
     0
+}
+
+/// `killable_region_verdict`: abandon the innermost region.
+const REGION_ABANDON: libc::c_int = 1;
+/// `killable_region_verdict`: a region runs, but another signal handler runs on top of it.
+const REGION_NOT_OURS: libc::c_int = 2;
+
+/// A kill found a signal handler running on top of the kill region (see `src/sys/kill.c`,
+/// `killable_region_verdict`): jumping would skip that handler's frames. The kill stays
+/// pending: killable's signal is blocked in the context this handler returns to (the other
+/// handler's), and queued again. When the other handler returns, the kernel restores the
+/// region's own mask, the queued signal is delivered on top of the region's code, and the kill
+/// proceeds. Async-signal-safe: `sigaddset` and one system call.
+fn postpone_kill(inner: &crate::thread::Inner, sig: libc::c_int, ctx: *mut libc::c_void) {
+    // SAFETY: `ctx` is the interrupted context, which the kernel restores (mask included) when
+    // this handler returns; `sig` is a valid signal number.
+    unsafe { libc::sigaddset(&mut (*ctx.cast::<libc::ucontext_t>()).uc_sigmask, sig) };
+    let tid = inner.tid.load(Ordering::Relaxed);
+    if tid > 0 {
+        // To ourselves: the thread is running this handler, so its tid is live.
+        send_marked(tid, sig);
+    }
 }
 
 /// Our timer fired for this thread: set `DEADLINE` if the deadline has really passed.

@@ -21,9 +21,11 @@ use std::thread::Result as ThreadResult;
 use std::time::{Duration, Instant};
 
 use crate::futex;
+use crate::interrupt::INTERRUPT;
 use crate::registry;
 use crate::stack::{self, AltStack};
 use crate::thread::{CURRENT, Inner, LOST_IN_FORK, Thread};
+use std::sync::atomic::Ordering;
 
 /// The kernel keeps at most 15 bytes of a thread's name (16 with the NUL).
 const OS_NAME_MAX: usize = 15;
@@ -206,6 +208,12 @@ impl Builder {
         let thread = Thread {
             inner: Arc::new(Inner::new(name, true, self.daemon)),
         };
+        // The spawn rule: a thread spawned by a thread with a pending interrupt starts
+        // interrupted (the spawner's own interrupt stays pending). A thread that is being
+        // stopped cannot hand its work to a new thread that escapes the stop.
+        if crate::interrupt::is_interrupted() {
+            thread.inner.ctl.state.fetch_or(INTERRUPT, Ordering::SeqCst);
+        }
         let packet = Arc::new(Packet {
             result: UnsafeCell::new(None),
         });
@@ -356,6 +364,11 @@ where
     let inner: &Inner = &thread.inner;
     inner.publish_tid();
     CURRENT.with(|c| c.set(inner));
+    // A seal requested before the tid was published sent no signal, and one whose signal landed
+    // before CURRENT was set found no control block: install it now. The fence pairs with the
+    // one in `with_live_tid` (the sealer stores its request, fences, then reads the tid).
+    std::sync::atomic::fence(Ordering::SeqCst);
+    crate::seal::on_signal(&inner.ctl);
     // A thread inherits its creator's signal mask; a creator that blocked killable's signal
     // (say, for signalfd) must not make this thread impossible to interrupt.
     crate::signal::unblock_in_current_thread();
@@ -550,7 +563,11 @@ impl<T> JoinHandle<T> {
 
     /// The underlying `pthread_t`, still owned by this handle.
     ///
-    /// It stays valid while the handle exists. Do not join or detach it: the handle does that.
+    /// It stays valid while the handle exists, in the process that spawned the thread. Do not
+    /// join or detach it: the handle does that. In the child of a `fork`, a handle of a thread
+    /// that stayed in the parent holds a `pthread_t` that names no thread of the child: do not
+    /// pass it to any pthread function there ([`JoinHandle::join`] knows and reports the thread
+    /// as lost).
     ///
     /// # Examples
     ///

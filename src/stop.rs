@@ -6,6 +6,7 @@
 //! seal the rest and wait to the end. A thread that still runs then is reported with a
 //! [`Diagnosis`] read from `/proc`.
 
+use std::collections::HashSet;
 use std::error::Error;
 use std::fmt;
 use std::fs;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::JoinHandle;
 use crate::futex::monotonic_timespec;
 use crate::interrupt::{INTERRUPT, KILL};
-use crate::thread::{LOST_IN_FORK, RUNNING, Thread};
+use crate::thread::{LOST_IN_FORK, RUNNING, Thread, ThreadId};
 
 /// The level of stopping that ended a thread.
 ///
@@ -217,7 +218,17 @@ pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> 
     }
     for o in out.iter_mut().filter(|o| o.level.is_none()) {
         o.elapsed = start.elapsed();
-        o.diagnosis = o.thread.diagnose().ok();
+        match o.thread.diagnose_live() {
+            Some(d) => o.diagnosis = d.ok(),
+            // It ended after the last wait: it did stop, at the last level. (Its `done` word
+            // turns `FINISHED` right after its tid is released; the wait is a formality.)
+            None => {
+                let soon = monotonic_timespec(Instant::now() + Duration::from_millis(100));
+                if o.thread.inner.wait_done(Some(&soon)) {
+                    o.level = Some(StopLevel::Seal);
+                }
+            }
+        }
     }
     out
 }
@@ -351,7 +362,8 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// One outcome per thread that was live when the shutdown began.
+    /// One outcome per thread the shutdown tried to stop: those live when it began, then
+    /// those born while it ran.
     ///
     /// # Examples
     ///
@@ -396,6 +408,16 @@ impl fmt::Display for ShutdownReport {
 /// Daemon threads ([`Builder::daemon`](crate::Builder::daemon)) and the calling thread are
 /// left alone.
 ///
+/// # Race conditions
+///
+/// Threads go on being spawned while the shutdown runs (an acceptor hands a connection it had
+/// just taken to a new worker; a daemon spawns one). So the shutdown works in rounds: it
+/// escalates on the threads it finds, then looks again for live non-daemon threads it has not
+/// seen yet and escalates on them within what is left of `grace`, until a round finds none.
+/// Past the deadline it makes one last round that requests every level at once without
+/// waiting, and returns: a thread spawned after that is not in the report. Every thread of
+/// every round is in the report, stopped or not.
+///
 /// # Examples
 ///
 /// ```
@@ -406,15 +428,32 @@ impl fmt::Display for ShutdownReport {
 /// assert!(worker.join().unwrap().is_err());
 /// ```
 pub fn shutdown(grace: Duration) -> ShutdownReport {
+    let start = Instant::now();
     let me = crate::current().id();
-    let threads: Vec<Thread> = crate::threads()
-        .into_iter()
-        .filter(|t| !t.is_daemon() && !t.is_finished() && t.thread().id() != me)
-        .map(|t| t.thread().clone())
-        .collect();
-    ShutdownReport {
-        outcomes: escalate(&threads, grace),
+    let mut seen: HashSet<ThreadId> = HashSet::new();
+    let mut outcomes = Vec::new();
+    loop {
+        let round: Vec<Thread> = crate::threads()
+            .into_iter()
+            .filter(|t| !t.is_daemon() && !t.is_finished() && t.thread().id() != me)
+            .map(|t| t.thread().clone())
+            .filter(|t| seen.insert(t.id()))
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        let offset = start.elapsed();
+        let remaining = grace.saturating_sub(offset);
+        outcomes.extend(escalate(&round, remaining).into_iter().map(|mut o| {
+            // Elapsed from the start of the shutdown, not of this round.
+            o.elapsed += offset;
+            o
+        }));
+        if remaining.is_zero() {
+            break;
+        }
     }
+    ShutdownReport { outcomes }
 }
 
 /// What a thread is doing, read from `/proc/self/task/<tid>/` (see [`Thread::diagnose`]).
@@ -430,14 +469,13 @@ pub struct Diagnosis {
     state: char,
     syscall: Option<(i64, [u64; 6])>,
     wchan: Option<String>,
-    finished: bool,
     in_region: bool,
     sealed: bool,
 }
 
 impl Diagnosis {
     /// The kernel's one-letter state (`R` running, `S` sleeping, `D` uninterruptible, `T`
-    /// stopped, `Z` zombie), or `-` if the thread has finished.
+    /// stopped).
     ///
     /// # Examples
     ///
@@ -468,7 +506,8 @@ impl Diagnosis {
         self.syscall
     }
 
-    /// The system call's name, if it is one killable knows.
+    /// The system call's name, from the architecture's system call table (`None` for a number
+    /// the table does not have: a call added by a kernel newer than the table).
     ///
     /// # Examples
     ///
@@ -480,7 +519,8 @@ impl Diagnosis {
     /// let _ = h.join();
     /// ```
     pub fn syscall_name(&self) -> Option<&'static str> {
-        self.syscall.and_then(|(nr, _)| syscall_name(nr))
+        self.syscall
+            .and_then(|(nr, _)| crate::syscall_names::name(nr))
     }
 
     /// The kernel function the thread waits in (its wait channel), such as `pipe_read`.
@@ -499,62 +539,104 @@ impl Diagnosis {
     }
 }
 
-fn syscall_name(nr: i64) -> Option<&'static str> {
-    Some(match nr {
-        0 => "read",
-        1 => "write",
-        7 => "poll",
-        17 => "pread64",
-        19 => "readv",
-        20 => "writev",
-        23 => "select",
-        34 => "pause",
-        35 => "nanosleep",
-        42 => "connect",
-        43 => "accept",
-        44 => "sendto",
-        45 => "recvfrom",
-        46 => "sendmsg",
-        47 => "recvmsg",
-        61 => "wait4",
-        65 => "semop",
-        70 => "msgrcv",
-        73 => "flock",
-        128 => "rt_sigtimedwait",
-        130 => "rt_sigsuspend",
-        202 => "futex",
-        230 => "clock_nanosleep",
-        232 => "epoll_wait",
-        247 => "waitid",
-        257 => "openat",
-        270 => "pselect6",
-        271 => "ppoll",
-        281 => "epoll_pwait",
-        288 => "accept4",
-        _ => return None,
-    })
-}
+/// System calls whose first argument is a file descriptor (the `*at` calls are left out: their
+/// first argument is usually `AT_FDCWD`).
+const FD_FIRST: &[i64] = &[
+    // Reading and writing.
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_preadv,
+    libc::SYS_pwritev,
+    libc::SYS_preadv2,
+    libc::SYS_pwritev2,
+    libc::SYS_sendfile,
+    libc::SYS_splice,
+    libc::SYS_tee,
+    libc::SYS_vmsplice,
+    libc::SYS_copy_file_range,
+    libc::SYS_getdents,
+    libc::SYS_getdents64,
+    libc::SYS_lseek,
+    libc::SYS_readahead,
+    // Sockets.
+    libc::SYS_connect,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+    libc::SYS_sendto,
+    libc::SYS_recvfrom,
+    libc::SYS_sendmsg,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmmsg,
+    libc::SYS_recvmmsg,
+    libc::SYS_shutdown,
+    libc::SYS_bind,
+    libc::SYS_listen,
+    libc::SYS_getsockname,
+    libc::SYS_getpeername,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockopt,
+    // Control, locks and syncing.
+    libc::SYS_ioctl,
+    libc::SYS_fcntl,
+    libc::SYS_flock,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_syncfs,
+    libc::SYS_sync_file_range,
+    libc::SYS_ftruncate,
+    libc::SYS_fallocate,
+    libc::SYS_fadvise64,
+    libc::SYS_close,
+    libc::SYS_fstat,
+    libc::SYS_fstatfs,
+    libc::SYS_fchdir,
+    libc::SYS_fchmod,
+    libc::SYS_fchown,
+    libc::SYS_fgetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_flistxattr,
+    libc::SYS_fremovexattr,
+    // Waiting on a descriptor.
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_epoll_ctl,
+    libc::SYS_mq_timedsend,
+    libc::SYS_mq_timedreceive,
+    libc::SYS_io_uring_enter,
+    libc::SYS_timerfd_settime,
+    libc::SYS_timerfd_gettime,
+    libc::SYS_inotify_add_watch,
+    libc::SYS_inotify_rm_watch,
+    libc::SYS_fanotify_mark,
+    // Descriptors that name something else.
+    libc::SYS_setns,
+    libc::SYS_finit_module,
+    libc::SYS_pidfd_send_signal,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_process_madvise,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+];
 
-/// System calls whose first argument is a file descriptor.
 fn first_arg_is_fd(nr: i64) -> bool {
-    matches!(
-        nr,
-        0 | 1 | 17 | 19 | 20 | 42 | 43 | 44 | 45 | 46 | 47 | 73 | 232 | 281 | 288
-    )
+    FD_FIRST.contains(&nr)
 }
 
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.finished {
-            return f.write_str("finished");
-        }
         match (self.state, self.syscall) {
             ('R', _) => f.write_str("running")?,
             (_, Some((nr, args))) => {
-                let name = syscall_name(nr).map_or_else(|| format!("syscall {nr}"), str::to_owned);
+                let name = crate::syscall_names::name(nr)
+                    .map_or_else(|| format!("syscall {nr}"), str::to_owned);
                 if first_arg_is_fd(nr) {
                     write!(f, "blocked in {name}(fd {})", args[0] as i32)?;
-                } else if nr == 202 {
+                } else if nr == libc::SYS_futex {
                     let op = match args[1] & 0x7f {
                         0 => "FUTEX_WAIT".to_owned(),
                         9 => "FUTEX_WAIT_BITSET".to_owned(),
@@ -582,14 +664,37 @@ impl fmt::Display for Diagnosis {
     }
 }
 
+/// The error of a per-tid query (`diagnose`, `affinity`) of a thread that has no live kernel
+/// thread in this process: it finished (its id may already name another thread), or it stayed
+/// in the parent of a `fork`.
+pub(crate) fn not_live_error(thread: &Thread) -> io::Error {
+    let id = thread.id().as_u64();
+    let who = match thread.name() {
+        Some(name) => format!("thread '{name}' (id {id})"),
+        None => format!("thread {id}"),
+    };
+    let what = if thread.inner.done_state() == LOST_IN_FORK {
+        "is not in this process: it stayed in the parent of a fork"
+    } else {
+        "has finished"
+    };
+    io::Error::new(io::ErrorKind::NotFound, format!("{who} {what}"))
+}
+
 impl Thread {
     /// Reads what the thread is doing from `/proc/self/task/<tid>/`: its state, the system
     /// call it is blocked in with its arguments, and its kernel wait channel. `Display` prints
     /// it as one line, such as `blocked in read(fd 3), waiting in pipe_read`.
     ///
+    /// A thread that has not started yet is waited for (as [`tid`](Thread::tid) does); the
+    /// thread cannot finish while `/proc` is read, so the reads are of this thread even if it
+    /// is about to end.
+    ///
     /// # Errors
     ///
-    /// The error of reading `/proc` (for example if it is not mounted).
+    /// [`io::ErrorKind::NotFound`] if the thread has finished (its id may already name
+    /// another thread) or stayed in the parent of a `fork`; the error of reading `/proc`
+    /// otherwise (for example if it is not mounted).
     ///
     /// # Examples
     ///
@@ -603,56 +708,60 @@ impl Thread {
     /// let d = h.thread().diagnose().unwrap();
     /// println!("{d}"); // blocked in read(fd 3), waiting in pipe_read
     /// h.interrupt();
+    /// let t = h.thread().clone();
     /// h.join().unwrap().unwrap_err();
+    /// let e = t.diagnose().unwrap_err(); // finished
+    /// assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
     /// ```
     pub fn diagnose(&self) -> io::Result<Diagnosis> {
-        let done = self.inner.done_state();
-        let mut d = Diagnosis {
-            state: '-',
-            syscall: None,
-            wchan: None,
-            finished: done != RUNNING,
-            in_region: self.in_kill_region(),
-            sealed: self.is_sealed(),
-        };
-        if d.finished || done == LOST_IN_FORK {
-            return Ok(d);
+        self.diagnose_live()
+            .unwrap_or_else(|| Err(not_live_error(self)))
+    }
+
+    /// `diagnose`, or None if the thread has no live kernel thread in this process.
+    fn diagnose_live(&self) -> Option<io::Result<Diagnosis>> {
+        if self.inner.done_state() != RUNNING {
+            return None;
         }
-        let dir = format!("/proc/self/task/{}", self.tid());
-        let stat = match fs::read_to_string(format!("{dir}/stat")) {
-            Ok(s) => s,
-            Err(_) if self.inner.done_state() != RUNNING => {
-                d.finished = true;
-                return Ok(d);
-            }
-            Err(e) => return Err(e),
-        };
-        d.state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.trim_start().chars().next())
-            .unwrap_or('?');
-        if let Ok(sc) = fs::read_to_string(format!("{dir}/syscall")) {
-            let mut it = sc.split_whitespace();
-            if let Some(Ok(nr)) = it.next().map(str::parse::<i64>) {
-                if nr >= 0 {
-                    let mut args = [0u64; 6];
-                    for a in &mut args {
-                        *a = it
-                            .next()
-                            .and_then(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok())
-                            .unwrap_or(0);
+        self.tid(); // not started yet: wait until its id is published
+        crate::interrupt::with_live_tid(&self.inner, |tid| {
+            let dir = format!("/proc/self/task/{tid}");
+            let stat = fs::read_to_string(format!("{dir}/stat"))?;
+            let mut d = Diagnosis {
+                state: stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|s| s.trim_start().chars().next())
+                    .unwrap_or('?'),
+                syscall: None,
+                wchan: None,
+                in_region: self.in_kill_region(),
+                sealed: self.is_sealed(),
+            };
+            if let Ok(sc) = fs::read_to_string(format!("{dir}/syscall")) {
+                let mut it = sc.split_whitespace();
+                if let Some(Ok(nr)) = it.next().map(str::parse::<i64>) {
+                    if nr >= 0 {
+                        let mut args = [0u64; 6];
+                        for a in &mut args {
+                            *a = it
+                                .next()
+                                .and_then(|x| {
+                                    u64::from_str_radix(x.trim_start_matches("0x"), 16).ok()
+                                })
+                                .unwrap_or(0);
+                        }
+                        d.syscall = Some((nr, args));
                     }
-                    d.syscall = Some((nr, args));
                 }
             }
-        }
-        if let Ok(w) = fs::read_to_string(format!("{dir}/wchan")) {
-            let w = w.trim();
-            if !w.is_empty() && w != "0" {
-                d.wchan = Some(w.to_owned());
+            if let Ok(w) = fs::read_to_string(format!("{dir}/wchan")) {
+                let w = w.trim();
+                if !w.is_empty() && w != "0" {
+                    d.wchan = Some(w.to_owned());
+                }
             }
-        }
-        Ok(d)
+            Ok(d)
+        })
     }
 }

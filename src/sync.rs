@@ -4,6 +4,12 @@
 //! All of them block in `futex(2)`, `clock_nanosleep(2)` or `waitid(2)` through killable's
 //! race-free system call, with absolute deadlines so that a stray signal's retry does not
 //! stretch the wait.
+//!
+//! None of them reports a wait that did not happen as done. On a [sealed](Thread::seal) thread
+//! they all fail, even after [`clear_interrupt`](crate::clear_interrupt): `wait_child` with the
+//! seal's `ECANCELED`, the others (whose error type has no room for an OS error) with
+//! [`Interrupted`], since the seal is an interrupt that cannot be cleared. The futex waits check
+//! the seal themselves, because the seal's filter leaves `futex` working for locks.
 
 use std::io;
 use std::process::{Child, ExitStatus};
@@ -13,16 +19,27 @@ use std::time::{Duration, Instant};
 
 use crate::futex::{FUTEX_BITSET_MATCH_ANY, FUTEX_WAIT_BITSET_PRIVATE, monotonic_timespec};
 use crate::interrupt::{Interrupted, with_current};
-use crate::syscall::{Fail, call};
+use crate::syscall::{Fail, call, call_once};
 use crate::thread::{DONE_WAITERS, RUNNING, Thread};
-use crate::{JoinHandle, futex};
+use crate::{JoinHandle, futex, seal};
 
-/// The result of a killable wait in which only an interrupt can fail.
-fn only_interrupt<T>(r: Result<T, Fail>) -> Result<Option<T>, Interrupted> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(Fail::Stop(i)) => Err(i),
-        Err(Fail::Os(_)) => Ok(None),
+/// The error of a killable wait that failed in a way its caller does not expect: the stop
+/// request that broke it, or, for `ECANCELED` (the seal's filter refused the call, so the wait
+/// never happened), the interrupt the seal stands for.
+///
+/// These waits return `Result<_, Interrupted>`, which has no room for an OS error, and a wait
+/// that did not happen must never pass for one that did. Any other errno cannot come from
+/// killable's own arguments (a foreign seccomp policy, a kernel without the call): it panics,
+/// as std's `thread::sleep` does.
+#[cold]
+fn wait_failed(f: Fail, call: &str) -> Interrupted {
+    match f {
+        Fail::Stop(stop) => stop,
+        Fail::Os(libc::ECANCELED) => seal::interrupted_by_seal(),
+        Fail::Os(e) => panic!(
+            "killable: {call} failed: {}",
+            io::Error::from_raw_os_error(e)
+        ),
     }
 }
 
@@ -35,27 +52,41 @@ fn abs_deadline(timeout: Option<Duration>) -> Option<libc::timespec> {
 /// Killable `FUTEX_WAIT_BITSET` on `word` while it equals `expected`, until the absolute
 /// monotonic `deadline`. `Ok(false)` on timeout; `Ok(true)` when woken or the value changed
 /// (callers re-check their condition).
+///
+/// The seal's filter leaves `futex` alone (locks must keep working), so a sealed thread's
+/// killable futex waits fail here instead, checked before each attempt. A seal that lands
+/// during the wait breaks it with its signal (`EINTR`), after which the check sees it, even
+/// under `defer_interrupts`; only a seal signal that lands between the check and the system
+/// call under `defer_interrupts` is seen at the wait's next return.
 fn futex_wait(
     word: &AtomicU32,
     expected: u32,
     deadline: Option<&libc::timespec>,
 ) -> Result<bool, Interrupted> {
     let ts = deadline.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let r = call(
-        libc::SYS_futex,
-        [
-            word.as_ptr() as libc::c_long,
-            FUTEX_WAIT_BITSET_PRIVATE as libc::c_long,
-            expected as libc::c_long,
-            ts as libc::c_long,
-            0,
-            FUTEX_BITSET_MATCH_ANY as libc::c_long,
-        ],
-    );
-    match r {
-        Err(Fail::Os(libc::ETIMEDOUT)) => Ok(false),
-        other => only_interrupt(other).map(|_| true),
-    }
+    let args = [
+        word.as_ptr() as libc::c_long,
+        FUTEX_WAIT_BITSET_PRIVATE as libc::c_long,
+        expected as libc::c_long,
+        ts as libc::c_long,
+        0,
+        FUTEX_BITSET_MATCH_ANY as libc::c_long,
+    ];
+    with_current(|inner| {
+        loop {
+            if seal::is_sealed(&inner.ctl) {
+                return Err(seal::interrupted_by_seal());
+            }
+            match call_once(&inner.ctl, libc::SYS_futex, args) {
+                // Woken, or the value had already changed.
+                Ok(_) | Err(Fail::Os(libc::EAGAIN)) => return Ok(true),
+                Err(Fail::Os(libc::ETIMEDOUT)) => return Ok(false),
+                // A signal that was not a stop request for us: wait again (absolute deadline).
+                Err(Fail::Os(libc::EINTR)) => {}
+                Err(f) => return Err(wait_failed(f, "futex")),
+            }
+        }
+    })
 }
 
 /// Sleeps for `dur`, killable: an interrupt (or a passed [`timeout`](crate::timeout)) ends the
@@ -66,7 +97,15 @@ fn futex_wait(
 ///
 /// # Errors
 ///
-/// [`Interrupted`] if the thread was interrupted before or during the sleep.
+/// [`Interrupted`] if the thread was interrupted before or during the sleep, or is
+/// [sealed](Thread::seal) (the seal refuses the sleep: it is an interrupt that
+/// [`clear_interrupt`](crate::clear_interrupt) does not clear). It never returns `Ok` without
+/// having slept.
+///
+/// # Panics
+///
+/// If the kernel refuses `clock_nanosleep` with an error other than an interrupt or the seal's
+/// `ECANCELED` (a foreign seccomp policy), as [`std::thread::sleep`] does.
 ///
 /// # Examples
 ///
@@ -103,7 +142,10 @@ pub fn sleep(dur: Duration) -> Result<(), Interrupted> {
             0,
         ],
     );
-    only_interrupt(r).map(drop)
+    match r {
+        Ok(_) => Ok(()),
+        Err(f) => Err(wait_failed(f, "clock_nanosleep")),
+    }
 }
 
 const EMPTY: u32 = 0;
@@ -117,8 +159,8 @@ const PARKED: u32 = u32::MAX;
 ///
 /// # Errors
 ///
-/// [`Interrupted`] if the thread is interrupted before or while parked; a pending unpark token is
-/// kept for the next `park`.
+/// [`Interrupted`] if the thread is interrupted before or while parked, or is
+/// [sealed](Thread::seal); a pending unpark token is kept for the next `park`.
 ///
 /// # Examples
 ///
@@ -229,7 +271,8 @@ impl Condvar {
     ///
     /// # Errors
     ///
-    /// [`Interrupted`] if the thread is interrupted first; the mutex is then not held.
+    /// [`Interrupted`] if the thread is interrupted first, or is [sealed](Thread::seal); the
+    /// mutex is then not held.
     ///
     /// # Examples
     ///
@@ -349,7 +392,8 @@ impl<T> JoinHandle<T> {
     ///
     /// # Errors
     ///
-    /// [`Interrupted`] if the *calling* thread is interrupted while waiting.
+    /// [`Interrupted`] if the *calling* thread is interrupted while waiting, or is
+    /// [sealed](Thread::seal).
     ///
     /// # Examples
     ///

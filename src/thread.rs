@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     pub(crate) name: Option<CString>,
     /// The kernel thread id; 0 (or `TID_WAITERS`) until the thread has published it.
     pub(crate) tid: AtomicI32,
+    /// The fork generation (`FORK_GENERATION`) in which `tid` was published: a handle whose
+    /// generation is not the current one names a thread that stayed in a parent process.
+    pub(crate) generation: AtomicU32,
     pub(crate) daemon: bool,
     /// Created by killable (and so in the registry), as opposed to adopted by `current()`.
     pub(crate) managed: bool,
@@ -91,6 +94,7 @@ impl Inner {
             id: ThreadId::next(),
             name,
             tid: AtomicI32::new(0),
+            generation: AtomicU32::new(FORK_GENERATION.load(Ordering::Relaxed)),
             daemon,
             managed,
             done: AtomicU32::new(RUNNING),
@@ -106,8 +110,16 @@ impl Inner {
         self.name.as_ref().and_then(|n| n.to_str().ok())
     }
 
+    /// Whether the thread belongs to this process: not a thread that stayed in the parent of a
+    /// `fork` this process was born from.
+    pub(crate) fn in_this_process(&self) -> bool {
+        self.generation.load(Ordering::Acquire) == FORK_GENERATION.load(Ordering::Acquire)
+    }
+
     /// Publishes the calling thread's kernel id and wakes anyone waiting in `Thread::tid`.
     pub(crate) fn publish_tid(&self) {
+        self.generation
+            .store(FORK_GENERATION.load(Ordering::Acquire), Ordering::Release);
         // SeqCst: an interrupter sets its bit and then reads `tid`; the target publishes `tid`
         // and then reads the bit. One of the two must see the other's write.
         if self.tid.swap(gettid(), Ordering::SeqCst) == TID_WAITERS {
@@ -123,7 +135,13 @@ impl Inner {
 
     /// `RUNNING`, `FINISHED` or `LOST_IN_FORK`.
     pub(crate) fn done_state(&self) -> u32 {
-        self.done.load(Ordering::Acquire) & !DONE_WAITERS
+        let d = self.done.load(Ordering::Acquire) & !DONE_WAITERS;
+        if d == RUNNING && !self.in_this_process() {
+            // A thread killable did not create (so not in the registry the fork handler
+            // cleans), adopted in a parent process.
+            return LOST_IN_FORK;
+        }
+        d
     }
 
     /// Waits until the thread is no longer `RUNNING` or the absolute `deadline` passes; returns
@@ -140,6 +158,10 @@ impl Inner {
         }
     }
 }
+
+/// Counts the `fork`s this process descends from (incremented in each child by the registry's
+/// fork handler), so that handles from before a fork can tell they name a thread of the parent.
+pub(crate) static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
 pub(crate) fn gettid() -> i32 {
     // SAFETY: gettid has no preconditions.
@@ -291,7 +313,8 @@ impl Thread {
     ///
     /// # Errors
     ///
-    /// The OS error if the thread no longer exists (`ESRCH`) or the call fails.
+    /// [`io::ErrorKind::NotFound`] if the thread has finished (its id may already name another
+    /// thread) or stayed in the parent of a `fork`; the OS error if the call fails.
     ///
     /// # Examples
     ///
@@ -305,18 +328,22 @@ impl Thread {
     /// * [`sched_getaffinity(2)`](https://man7.org/linux/man-pages/man2/sched_getaffinity.2.html)
     #[doc(alias = "sched_getaffinity")]
     pub fn affinity(&self) -> io::Result<Vec<usize>> {
-        if self.inner.done_state() == LOST_IN_FORK {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `set` is writable and its size is passed.
-        let r = unsafe {
-            libc::sched_getaffinity(self.tid(), std::mem::size_of::<libc::cpu_set_t>(), &mut set)
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.tid(); // not started yet: wait until its id is published
+        // Pinned: the thread cannot finish exiting during the call, so `tid` is still its id
+        // and not that of a thread that reused it.
+        let set = crate::interrupt::with_live_tid(&self.inner, |tid| {
+            // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            // SAFETY: `set` is writable and its size is passed.
+            let r = unsafe {
+                libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(set)
+        })
+        .ok_or_else(|| crate::stop::not_live_error(self))??;
         Ok((0..libc::CPU_SETSIZE as usize)
             // SAFETY: `i` is below CPU_SETSIZE, the set's capacity.
             .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })

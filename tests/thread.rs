@@ -1,7 +1,8 @@
 //! Thread creation, naming, stacks, affinity, joining and the registry.
 
+use std::cell::Cell;
 use std::io::ErrorKind;
-use std::sync::mpsc;
+use std::sync::{Once, mpsc};
 use std::time::{Duration, Instant};
 
 use killable::Builder;
@@ -11,6 +12,28 @@ fn comm(tid: i32) -> String {
         .unwrap()
         .trim_end()
         .to_owned()
+}
+
+thread_local! {
+    /// Set on a thread that is about to panic on purpose.
+    static PANICS_ON_PURPOSE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one that panics on purpose, so that its panic does not print a
+/// message and a backtrace that look like a failure. The hook that does it is installed once
+/// and is process-wide while tests run in parallel: it silences only threads marked here and
+/// hands every other panic to the previous hook.
+fn panics_on_purpose() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PANICS_ON_PURPOSE.try_with(Cell::get).unwrap_or(false) {
+                previous(info);
+            }
+        }));
+    });
+    PANICS_ON_PURPOSE.with(|p| p.set(true));
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -37,11 +60,17 @@ fn a_thousand_threads_spawn_and_join() {
 fn values_and_panics_reach_join() {
     let ok = killable::spawn(|| String::from("value"));
     assert_eq!(ok.join().unwrap(), "value");
-    let bad = killable::spawn(|| -> u32 { std::panic::panic_any(17u32) });
+    let bad = killable::spawn(|| -> u32 {
+        panics_on_purpose();
+        std::panic::panic_any(17u32)
+    });
     let payload = bad.join().unwrap_err();
     assert_eq!(payload.downcast_ref::<u32>(), Some(&17));
     let n = std::hint::black_box(5);
-    let fmt = killable::spawn(move || -> () { panic!("formatted {n}") });
+    let fmt = killable::spawn(move || -> () {
+        panics_on_purpose();
+        panic!("formatted {n}")
+    });
     let payload = fmt.join().unwrap_err();
     assert_eq!(
         payload.downcast_ref::<String>().map(String::as_str),
@@ -183,6 +212,17 @@ fn affinity_reads_back_from_inside() {
     if let Some(outside) = from_outside {
         assert_eq!(outside, vec![cpu]);
     }
+}
+
+#[test]
+fn affinity_of_a_finished_thread_says_it_finished() {
+    let h = Builder::new().name("gone".into()).spawn(|| ()).unwrap();
+    let t = h.thread().clone();
+    h.join().unwrap();
+    let e = t.affinity().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("'gone'"), "{e}");
+    assert!(e.to_string().contains("has finished"), "{e}");
 }
 
 #[test]

@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stddef.h>
+#include <string.h>
+#include <ucontext.h>
 
 #define KILLABLE_KILL 4u
 #define KILLABLE_DEFER_SHIFT 8
@@ -28,11 +30,19 @@ struct killable_region {
 	struct killable_region *outer;
 	volatile unsigned *state;
 	volatile int finished;
+	/* The signal mask the region's own code runs with, saved at entry. */
+	sigset_t mask;
 };
 
 /* The innermost region of this thread. initial-exec: a plain %fs-relative access, safe in a
  * signal handler (no lazy TLS allocation). */
 static __thread struct killable_region *killable_region_top
+	__attribute__((tls_model("initial-exec")));
+
+/* Non-zero while a region is being entered: its jump buffer is set but it is not published
+ * yet, so a kill must not jump (it would land in the outer region); the entry re-checks the
+ * control word after publishing. */
+static __thread volatile int killable_region_entering
 	__attribute__((tls_model("initial-exec")));
 
 static killable_rust_handler killable_rust;
@@ -42,9 +52,23 @@ void killable_set_rust_handler(killable_rust_handler h)
 	killable_rust = h;
 }
 
-int killable_in_region(void)
+/* What a kill signal may do, given the interrupted context `ctx` (a ucontext_t):
+ *   0: no region to abandon (none, one being entered: its entry sees the bit, or one whose
+ *      function has returned: the interrupt bit, set with the kill, stops the thread);
+ *   1: abandon the innermost region;
+ *   2: a region is running, but the interrupted code is not the region's own: its signal
+ *      mask differs from the one saved at entry, because a signal handler runs on top of the
+ *      region (the kernel adds the handler's signal to the mask) or the region's code changed
+ *      the mask. Jumping would skip that handler's frames, which may be Rust: wait.
+ * Only the kernel's part of the mask (the first 64 signals) is compared: the rest of a C
+ * library sigset_t is not part of the kernel's signal frame. */
+int killable_region_verdict(void *ctx)
 {
-	return killable_region_top != NULL;
+	struct killable_region *r = killable_region_top;
+	if (r == NULL || killable_region_entering || r->finished)
+		return 0;
+	const ucontext_t *uc = ctx;
+	return memcmp(&uc->uc_sigmask, &r->mask, 8) == 0 ? 1 : 2;
 }
 
 /* Runs f(arg). Returns 0 if f returned, 1 if the region was abandoned (or never entered because
@@ -55,12 +79,20 @@ int killable_region_enter(killable_region_fn f, void *arg, volatile unsigned *st
 	r.outer = killable_region_top;
 	r.state = state;
 	r.finished = 0;
-	if (sigsetjmp(r.env, 1)) {
-		/* The mask saved by sigsetjmp has been restored by siglongjmp. */
+	/* The mask is saved here and restored after a jump by hand rather than by sigsetjmp(env, 1):
+	 * the same two system calls, and the handler can compare against it. */
+	pthread_sigmask(SIG_SETMASK, NULL, &r.mask);
+	killable_region_entering = 1;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (sigsetjmp(r.env, 0)) {
+		/* Abandoned: the handler's mask (killable's signal blocked) is still in force. */
+		pthread_sigmask(SIG_SETMASK, &r.mask, NULL);
 		killable_region_top = r.outer;
 		return r.finished ? 0 : 1;
 	}
 	killable_region_top = &r;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	killable_region_entering = 0;
 	/* Publish the region before looking at the word: a kill whose signal came before this
 	 * point left its bit set (seen below); one whose signal comes after finds the region. */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -1,0 +1,100 @@
+//! Shared by the regression test binaries: run one test's body in a child process.
+//!
+//! A regression test that forks, changes a process-wide signal disposition or might hang runs
+//! its body in a fresh copy of its own test binary (`--exact NAME`), with an `alarm` in the
+//! child and a deadline in the parent, so a hang fails the test instead of the whole suite and
+//! a replaced handler cannot disturb the tests running beside it.
+
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Silences the panic message of panics that a test expects (their message contains
+/// `marker`), and keeps every other panic's report.
+pub fn quiet_panics(marker: &'static str) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if !msg.contains(marker) {
+            previous(info);
+        }
+    }));
+}
+
+const CHILD_ENV: &str = "KILLABLE_REGRESSION_CHILD";
+
+/// In the parent: re-runs test `name` of this binary in a child and asserts that it passed
+/// within `limit`. In the child (the copy started here): runs `body`, with an `alarm` of
+/// `limit` as a watchdog.
+pub fn in_child(name: &str, limit: Duration, body: impl FnOnce()) {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
+        // SAFETY: alarm has no preconditions; its default action ends a hung child.
+        unsafe { libc::alarm(limit.as_secs().max(1) as u32) };
+        body();
+        return;
+    }
+    let child = Command::new(std::env::current_exe().expect("own path"))
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD_ENV, name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the child test");
+    let pid = child.id() as libc::pid_t;
+    // Another thread drains the pipes, so a child that prints a lot never blocks on them.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let (status, out) = match rx.recv_timeout(limit + Duration::from_secs(10)) {
+        Ok(out) => {
+            let out = out.expect("child output");
+            (Some(out.status), out)
+        }
+        Err(_) => {
+            // SAFETY: `pid` is our child, not yet reaped (the waiting thread has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            (
+                None,
+                rx.recv().expect("child output").expect("child output"),
+            )
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match status {
+        Some(s) if s.success() && text.contains("1 passed") => {}
+        Some(s) => panic!("{name} failed in its child ({s}):\n{text}"),
+        None => panic!("{name} hung in its child (killed after {limit:?}):\n{text}"),
+    }
+}
+
+/// Waits (bounded) until `cond` holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Waits (bounded) until thread `tid` of this process sleeps in the kernel (state `S`).
+pub fn wait_blocked(tid: i32) {
+    wait_until(Duration::from_secs(10), "the thread to block", || {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    });
+}
