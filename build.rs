@@ -8,13 +8,15 @@ fn main() {
         // src/lib.rs refuses to build with a clear message; nothing to compile here.
         return;
     }
+    // The foreign C loops that the tests, benchmarks and examples stop are not part of the
+    // library: they are compiled by the dev-only crate in testkit/ (testkit/build.rs).
     // syscall_x86_64.S: the race-free system call (src/syscall.rs).
-    // kill.c: kill regions and the signal entry point (src/kill.rs, src/signal.rs).
-    // demo.c: foreign loops that the examples and tests stop (not used by the library).
+    // kill.c: kill regions (src/kill.rs).
+    // signal_entry.c: the handler's entry point (src/signal.rs).
     let files = [
         "src/sys/syscall_x86_64.S",
         "src/sys/kill.c",
-        "src/sys/demo.c",
+        "src/sys/signal_entry.c",
     ];
     for f in files {
         println!("cargo:rerun-if-changed={f}");

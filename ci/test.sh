@@ -1,15 +1,55 @@
 #!/usr/bin/env bash
-# killable's CI: the README's test command, then formatting, lints and docs.
-# Runs from a clean clone with only the Rust toolchain and gcc.
+# killable's CI: the README's test command, then formatting, lints and docs, the quick
+# reliability run, and every test binary under valgrind.
+# Runs from a clean clone with only the Rust toolchain, gcc, python3 and valgrind.
+#
+# The workspace is killable and its dev-only fixture crate testkit/: `cargo test` builds testkit
+# as killable's dev-dependency; fmt, clippy and doc check both crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== cargo test"
+started=$SECONDS
+step() {
+  echo "== $* (at $((SECONDS - started)) s)"
+}
+
+step "cargo test"
 cargo test
-echo "== cargo fmt --check"
-cargo fmt --check
-echo "== cargo clippy"
-cargo clippy --all-targets -- -D warnings
-echo "== cargo doc"
-RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
-echo "== ci/test.sh: all green"
+step "cargo fmt --all --check"
+cargo fmt --all --check
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+step "cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
+# The reliability run at its quick size: forged signals, data through pipes and TCP under
+# interrupts, the storm, forks, leaks. The last line of its output is one JSON object; every
+# figure below must be present and zero.
+step "cargo bench --bench killable -- reliability --quick --json"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+cargo bench --bench killable -- reliability --quick --json | tee "$out"
+tail -n 1 "$out" | python3 -c '
+import json, sys
+line = sys.stdin.read().strip()
+try:
+    figures = json.loads(line)
+except ValueError:
+    sys.exit("reliability: the last line is not JSON: %r" % line)
+must_be_zero = ["forged_interrupts", "forged_crashes", "data_mismatches", "storm_failures",
+                "fork_child_failures", "fd_growth"]
+bad = []
+for key in must_be_zero:
+    if key not in figures:
+        bad.append("%s is missing" % key)
+    elif figures[key] != 0:
+        bad.append("%s = %s (must be 0)" % (key, figures[key]))
+if bad:
+    sys.exit("reliability: FAILED: " + "; ".join(bad))
+print("reliability: " + ", ".join("%s = 0" % k for k in must_be_zero))
+'
+
+step "valgrind (ci/valgrind.sh)"
+bash ci/valgrind.sh
+
+echo "== ci/test.sh: all green in $((SECONDS - started)) s"

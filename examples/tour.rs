@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 
 use killable::io::Interruptible;
 
-// Foreign C code that never returns, compiled into killable for its examples and tests
-// (src/sys/demo.c): a busy loop counting in *counter.
-unsafe extern "C" {
-    fn killable_demo_spin(counter: *mut std::ffi::c_void);
-}
+// Foreign C code that never returns: a busy loop counting in *counter. It is a test fixture,
+// not part of killable: the dev-only crate testkit (testkit/src/demo.c) compiles it.
+use testkit::demo::killable_demo_spin;
 
 fn main() {
     println!("killable tour (pid {})\n", std::process::id());

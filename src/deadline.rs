@@ -17,18 +17,8 @@ use std::io;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::interrupt::{Control, DEADLINE};
-use crate::thread::{Inner, current, gettid};
-
-pub(crate) fn now_ns() -> u64 {
-    ts_to_ns(&crate::futex::monotonic_now())
-}
-
-fn ts_to_ns(ts: &libc::timespec) -> u64 {
-    (ts.tv_sec.max(0) as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
+use crate::control::{Control, DEADLINE, Inner, current_inner, gettid};
+use crate::time::{monotonic_timespec, now_ns, ts_to_ns};
 
 /// Runs `f`; every killable call `f` makes on this thread after `limit` has passed fails with
 /// [`Interrupted`](crate::Interrupted) whose [`is_timeout`](crate::Interrupted::is_timeout) is
@@ -78,16 +68,13 @@ pub fn timeout<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
 /// assert!(r.unwrap_err().is_timeout());
 /// ```
 pub fn timeout_at<R>(at: Instant, f: impl FnOnce() -> R) -> R {
-    let me = current();
-    let ctl = &me.inner.ctl;
-    let at_ns = ts_to_ns(&crate::futex::monotonic_timespec(at)).max(1);
+    let me = current_inner();
+    let ctl = &me.ctl;
+    let at_ns = ts_to_ns(&monotonic_timespec(at)).max(1);
     let prev = ctl.deadline_ns.load(Ordering::Relaxed);
     let effective = if prev != 0 { prev.min(at_ns) } else { at_ns };
-    let _restore = Restore {
-        inner: &me.inner,
-        prev,
-    };
-    enter(&me.inner, effective);
+    let _restore = Restore { inner: &me, prev };
+    enter(&me, effective);
     f()
 }
 
@@ -95,7 +82,7 @@ fn enter(inner: &Inner, at_ns: u64) {
     let ctl = &inner.ctl;
     ctl.deadline_ns.store(at_ns, Ordering::Release);
     if now_ns() >= at_ns {
-        ctl.state.fetch_or(DEADLINE, Ordering::SeqCst);
+        ctl.set_quietly(DEADLINE);
     } else if let Err(e) = arm(inner, at_ns) {
         panic!("killable::timeout: {e}");
     }
@@ -110,7 +97,7 @@ impl Drop for Restore<'_> {
     fn drop(&mut self) {
         let ctl: &Control = &self.inner.ctl;
         ctl.deadline_ns.store(self.prev, Ordering::Release);
-        ctl.state.fetch_and(!DEADLINE, Ordering::SeqCst);
+        ctl.clear_deadline();
         if self.prev != 0 {
             enter(self.inner, self.prev);
         } else {

@@ -5,54 +5,10 @@
 //! race-free stub in `syscall.rs` instead.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 pub(crate) const FUTEX_WAIT_BITSET_PRIVATE: libc::c_int = 9 | 128;
 pub(crate) const FUTEX_WAKE_PRIVATE: libc::c_int = 1 | 128;
 pub(crate) const FUTEX_BITSET_MATCH_ANY: u32 = u32::MAX;
-
-/// Converts an `Instant` to the `CLOCK_MONOTONIC` timespec it stands for.
-///
-/// std's `Instant` is `CLOCK_MONOTONIC` on Linux; we rebuild the absolute value from the
-/// difference to "now" so we never depend on `Instant`'s private layout.
-pub(crate) fn monotonic_timespec(at: Instant) -> libc::timespec {
-    let now_ts = monotonic_now();
-    let now = Instant::now();
-    let (secs, nanos) = if at >= now {
-        let d = at - now;
-        add_ts(now_ts, d.as_secs() as i64, d.subsec_nanos() as i64)
-    } else {
-        let d = now - at;
-        add_ts(now_ts, -(d.as_secs() as i64), -(d.subsec_nanos() as i64))
-    };
-    libc::timespec {
-        tv_sec: secs,
-        tv_nsec: nanos,
-    }
-}
-
-fn add_ts(ts: libc::timespec, secs: i64, nanos: i64) -> (i64, i64) {
-    let mut s = ts.tv_sec.saturating_add(secs);
-    let mut n = ts.tv_nsec + nanos;
-    if n >= 1_000_000_000 {
-        n -= 1_000_000_000;
-        s = s.saturating_add(1);
-    } else if n < 0 {
-        n += 1_000_000_000;
-        s = s.saturating_sub(1);
-    }
-    (s.max(0), if s < 0 { 0 } else { n })
-}
-
-pub(crate) fn monotonic_now() -> libc::timespec {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts
-}
 
 /// Waits while `*word == expected`, until woken or until the absolute `deadline` passes.
 /// Returns `false` on timeout. Spurious returns are possible; callers loop.

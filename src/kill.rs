@@ -27,15 +27,18 @@
 //!   does not jump. It blocks killable's signal in the context it returns to and queues the
 //!   signal again: when the other handler returns, the kernel restores the region's mask, the
 //!   signal is delivered on top of the region's own code, and the kill proceeds. The cost is that
-//!   a region whose C code changes its own signal mask is killed only once the mask is back.
+//!   a region whose C code changes its own signal mask is killed only once the mask is back: the
+//!   signal stays blocked in it until its code restores the entry mask, or until the region
+//!   returns, whose exit then restores it (`killable_region_postponed`).
+//! * A kill is sent again by every `kill()`, even with one pending: a standard signal is not
+//!   queued twice, so a kill's signal can be merged with a pending signal of the same number
+//!   (the handler then acts on the one delivery that is left, whoever sent it).
 
-use std::error::Error;
-use std::fmt;
 use std::io;
 use std::sync::atomic::Ordering;
 
-use crate::interrupt::{INTERRUPT, KILL, with_current};
-use crate::thread::Thread;
+use crate::control::{INTERRUPT, Inner, KILL, with_current};
+use crate::errors::Killed;
 
 // Keep in sync with src/sys/kill.c.
 unsafe extern "C" {
@@ -44,48 +47,9 @@ unsafe extern "C" {
         arg: *mut libc::c_void,
         state: *mut u32,
     ) -> libc::c_int;
-    pub(crate) fn killable_region_verdict(ctx: *mut libc::c_void) -> libc::c_int;
-    pub(crate) fn killable_set_rust_handler(
-        h: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) -> libc::c_int,
-    );
-    pub(crate) fn killable_signal_entry(
-        sig: libc::c_int,
-        info: *mut libc::siginfo_t,
-        ctx: *mut libc::c_void,
-    );
 }
 
-/// The error of a [`kill_region`] that was abandoned by [`Thread::kill`], or not entered
-/// because a stop was already pending.
-///
-/// Converts into an [`io::Error`] of kind [`io::ErrorKind::Other`] that
-/// [`is_interrupt`](crate::is_interrupt) does not match (it is a different event: foreign state
-/// may need cleaning up).
-///
-/// # Examples
-///
-/// ```
-/// let err: std::io::Error = killable::Killed.into();
-/// assert_eq!(err.to_string(), "the kill region was abandoned");
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Killed;
-
-impl fmt::Display for Killed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the kill region was abandoned")
-    }
-}
-
-impl Error for Killed {}
-
-impl From<Killed> for io::Error {
-    fn from(k: Killed) -> io::Error {
-        io::Error::other(k)
-    }
-}
-
-/// Calls the foreign function `f(arg)` in a *kill region*: [`Thread::kill`] from another thread
+/// Calls the foreign function `f(arg)` in a *kill region*: [`Thread::kill`](crate::Thread::kill) from another thread
 /// abandons it at whatever instruction it is executing and makes this return `Err(Killed)`.
 ///
 /// Returns `Ok(())` when `f` returns. If the thread already has a stop pending (an interrupt, a
@@ -156,69 +120,22 @@ pub unsafe fn kill_region(
         // SAFETY: the caller upholds `f`'s contract (see `# Safety`); the C function calls
         // `f(arg)` between its sigsetjmp and the restoration of the region chain, and
         // `inner.ctl.state` outlives the call.
-        let r = unsafe { killable_region_enter(f, arg, inner.ctl.state.as_ptr()) };
+        let r = unsafe { killable_region_enter(f, arg, inner.ctl.state_ptr()) };
         inner.ctl.regions.fetch_sub(1, Ordering::SeqCst);
         if r == 0 {
             Ok(())
         } else {
             // The kill is consumed; the interrupt stays, so the thread winds down.
-            inner.ctl.state.fetch_and(!KILL, Ordering::SeqCst);
+            inner.ctl.take_kill();
             Err(Killed)
         }
     })
 }
 
-impl Thread {
-    /// Kills the thread: abandons the [`kill_region`] it is in, if any, and interrupts it.
-    ///
-    /// Inside a region, the region's entry returns `Err(Killed)` at once, whatever the foreign
-    /// code was doing. Outside one, this acts as [`interrupt`](Thread::interrupt) (and a region
-    /// the thread enters later is not run). Under
-    /// [`defer_interrupts`](crate::defer_interrupts) the kill waits. Safe to call: the `unsafe`
-    /// promise is made where the region is entered.
-    ///
-    /// # Panics
-    ///
-    /// As [`interrupt`](Thread::interrupt), if killable's signal handler was replaced.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
-    /// h.thread().kill(); // not in a region: the same as an interrupt
-    /// assert!(h.join().unwrap().is_err());
-    /// ```
-    pub fn kill(&self) {
-        if let Err(e) = self.try_kill() {
-            panic!("killable: cannot kill {self:?}: {e}");
-        }
-    }
+pub(crate) fn try_kill(this: &Inner) -> io::Result<()> {
+    crate::interrupt::request(this, INTERRUPT | KILL)
+}
 
-    /// Like [`kill`](Thread::kill), returning an error instead of panicking.
-    ///
-    /// # Errors
-    ///
-    /// As [`Thread::try_interrupt`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
-    /// h.thread().try_kill().unwrap();
-    /// assert!(h.join().unwrap().is_err());
-    /// ```
-    pub fn try_kill(&self) -> io::Result<()> {
-        self.request(INTERRUPT | KILL)
-    }
-
-    /// Whether the thread is inside a [`kill_region`] right now.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// assert!(!killable::current().in_kill_region());
-    /// ```
-    pub fn in_kill_region(&self) -> bool {
-        self.inner.ctl.regions.load(Ordering::SeqCst) != 0
-    }
+pub(crate) fn in_kill_region(this: &Inner) -> bool {
+    this.ctl.regions.load(Ordering::SeqCst) != 0
 }

@@ -78,24 +78,20 @@
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!("killable supports only Linux on x86_64");
 
-// Lets the unit tests share code written against the public API (`killable::...`).
-#[cfg(test)]
-extern crate self as killable;
-
-/// The lost-wake-up harness the benchmark uses, for the unit test that shows it can fail.
-#[cfg(test)]
-#[path = "../benches/killable/stress.rs"]
-mod stress;
-
 /// The README's examples run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod control;
 mod deadline;
+mod diagnose;
+mod errors;
+mod escalate;
 mod futex;
 mod interrupt;
 pub mod io;
+mod join_handle;
 mod kill;
 mod registry;
 mod seal;
@@ -103,22 +99,25 @@ mod shutdown;
 mod signal;
 mod spawn;
 mod stack;
-mod stop;
 pub mod sync;
 mod syscall;
 mod syscall_names;
 mod thread;
+mod time;
 
 pub use deadline::{timeout, timeout_at};
+pub use diagnose::Diagnosis;
+pub use errors::{Interrupted, Killed, is_interrupt};
+pub use escalate::{StopLevel, StopOutcome};
 pub use interrupt::{
-    DeferGuard, InterruptCallback, Interrupted, check, clear_interrupt, defer_interrupts,
-    is_interrupt, is_interrupted, on_interrupt,
+    DeferGuard, InterruptCallback, check, clear_interrupt, defer_interrupts, is_interrupted,
+    on_interrupt,
 };
-pub use kill::{Killed, kill_region};
+pub use join_handle::{JoinHandle, Stuck};
+pub use kill::kill_region;
 pub use registry::{ThreadInfo, threads};
-pub use shutdown::{SignalShutdown, shutdown_on_signals};
+pub use shutdown::{ShutdownReport, SignalShutdown, shutdown, shutdown_on_signals};
 pub use signal::{set_signal, signal};
-pub use spawn::{Builder, JoinHandle, spawn};
-pub use stop::{Diagnosis, ShutdownReport, StopLevel, StopOutcome, Stuck, shutdown};
+pub use spawn::{Builder, spawn};
 pub use sync::{park, park_timeout, sleep, wait_child};
 pub use thread::{Thread, ThreadId, current};

@@ -27,8 +27,9 @@ use std::collections::BTreeMap;
 use std::sync::Once;
 use std::sync::atomic::Ordering;
 
+use crate::control::{Inner, current_ptr, init_fork_handlers, mark_lost};
 use crate::futex::RawLock;
-use crate::thread::{CURRENT, FORK_GENERATION, Inner, Thread, gettid};
+use crate::thread::Thread;
 
 struct Registry {
     lock: RawLock,
@@ -58,6 +59,9 @@ fn with_map<R>(f: impl FnOnce(&mut BTreeMap<u64, Thread>) -> R) -> R {
 
 /// Registers the fork handlers, once per process.
 pub(crate) fn init() {
+    // First the control blocks' handlers: pthread_atfork runs child handlers in the order
+    // they were registered, so the forking thread's tid is fixed before the map is cleaned.
+    init_fork_handlers();
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // SAFETY: the three handlers are `extern "C"` functions with no arguments that live for
@@ -74,51 +78,23 @@ pub(crate) fn init() {
 
 extern "C" fn prepare() {
     REGISTRY.lock.lock();
-    if let Some(me) = current_inner() {
-        me.ctl.lock_callbacks_for_fork();
-    }
 }
 
 extern "C" fn parent() {
-    if let Some(me) = current_inner() {
-        me.ctl.unlock_callbacks_after_fork();
-    }
     REGISTRY.lock.unlock();
 }
 
-/// The calling thread's `Inner`, if it has one.
-fn current_inner() -> Option<&'static Inner> {
-    let me = CURRENT.with(|c| c.get());
-    // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs), which outlives these
-    // fork handlers running on this thread; the 'static is not let out of the handlers.
-    (!me.is_null()).then(|| unsafe { &*me })
-}
-
 extern "C" fn child() {
-    crate::signal::refresh_pid();
-    // Every handle from before the fork now names a thread of the parent, except the forking
-    // thread's, whose generation is renewed below.
-    let generation = FORK_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
-    let me = CURRENT.with(|c| c.get());
-    if !me.is_null() {
-        // SAFETY: CURRENT points to this thread's live `Inner` (see thread.rs).
-        unsafe {
-            (*me).generation.store(generation, Ordering::Release);
-            (*me).tid.store(gettid(), Ordering::SeqCst);
-            // A thread of the parent may have been sending to us, or running one of our
-            // callbacks, at the fork: its count and locks were copied, but it does not exist
-            // here.
-            (*me).ctl.reset_senders_in_child();
-            (*me).ctl.reset_callbacks_in_child();
-        }
-    }
+    // The control blocks' own fork handler (control.rs) has run: the forking thread's tid and
+    // generation are this child's.
+    let me = current_ptr();
     // SAFETY: the prepare handler took the lock in the parent, and this child has one thread.
     let map = unsafe { &mut *REGISTRY.map.get() };
     for (_, thread) in std::mem::take(map) {
         if std::ptr::eq(std::sync::Arc::as_ptr(&thread.inner), me) {
-            map.insert(thread.inner.id.as_u64().get(), thread);
+            map.insert(thread.inner.id.get(), thread);
         } else {
-            crate::thread::mark_lost(&thread.inner);
+            mark_lost(&thread.inner);
             // Dropping it could run user destructors inside the fork handler; it is a few
             // bytes, kept for the life of the child.
             std::mem::forget(thread);
@@ -129,13 +105,13 @@ extern "C" fn child() {
 
 pub(crate) fn insert(thread: &Thread) {
     init();
-    with_map(|m| m.insert(thread.inner.id.as_u64().get(), thread.clone()));
+    with_map(|m| m.insert(thread.inner.id.get(), thread.clone()));
 }
 
 /// Drops one of the two references that keep a managed thread listed.
 pub(crate) fn release(inner: &Inner) {
     if inner.registry_refs.fetch_sub(1, Ordering::AcqRel) == 1 {
-        let removed = with_map(|m| m.remove(&inner.id.as_u64().get()));
+        let removed = with_map(|m| m.remove(&inner.id.get()));
         drop(removed);
     }
 }
@@ -212,7 +188,7 @@ impl ThreadInfo {
         self.thread.inner.daemon
     }
 
-    /// Whether it has been [sealed](Thread::seal).
+    /// Whether it has been [sealed](crate::Thread::seal).
     ///
     /// # Examples
     ///

@@ -1,13 +1,17 @@
-//! Shutting down on Ctrl-C: the first SIGINT or SIGTERM stops every worker, a second one exits.
+//! Stopping every worker: `shutdown(grace)`, and `shutdown_on_signals`, which runs it on the
+//! first SIGINT or SIGTERM.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::stop::{ShutdownReport, shutdown};
+use crate::escalate::{StopOutcome, escalate};
+use crate::thread::{Thread, ThreadId};
 
 #[derive(Default)]
 struct State {
@@ -142,4 +146,112 @@ pub fn shutdown_on_signals(grace: Duration) -> io::Result<SignalShutdown> {
             }
         })?;
     Ok(handle)
+}
+
+/// The outcome of [`shutdown`]: one [`StopOutcome`] per thread.
+///
+/// # Examples
+///
+/// ```
+/// let report = killable::shutdown(std::time::Duration::from_secs(1));
+/// print!("{report}");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownReport {
+    outcomes: Vec<StopOutcome>,
+}
+
+impl ShutdownReport {
+    /// One outcome per thread the shutdown tried to stop: those live when it began, then
+    /// those born while it ran.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// let report = killable::shutdown(std::time::Duration::from_secs(10));
+    /// assert!(!report.outcomes().is_empty());
+    /// let _ = w.join();
+    /// ```
+    pub fn outcomes(&self) -> &[StopOutcome] {
+        &self.outcomes
+    }
+
+    /// Whether every thread stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let w = killable::spawn(|| killable::park());
+    /// assert!(killable::shutdown(std::time::Duration::from_secs(10)).all_stopped());
+    /// let _ = w.join();
+    /// ```
+    pub fn all_stopped(&self) -> bool {
+        self.outcomes.iter().all(StopOutcome::stopped)
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for o in &self.outcomes {
+            writeln!(f, "{o}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Stops every live non-daemon thread killable spawned, all at once, escalating within
+/// `grace` as [`JoinHandle::stop`](crate::JoinHandle::stop) does, and reports what became of each.
+///
+/// It does not join them (their `JoinHandle`s stay with their owners), so their results are
+/// still there to take; it waits until each has finished running or the deadline passes.
+/// Daemon threads ([`Builder::daemon`](crate::Builder::daemon)) and the calling thread are
+/// left alone.
+///
+/// # Race conditions
+///
+/// Threads go on being spawned while the shutdown runs (an acceptor hands a connection it had
+/// just taken to a new worker; a daemon spawns one). So the shutdown works in rounds: it
+/// escalates on the threads it finds, then looks again for live non-daemon threads it has not
+/// seen yet and escalates on them within what is left of `grace`, until a round finds none.
+/// Past the deadline it makes one last round that requests every level at once without
+/// waiting, and returns: a thread spawned after that is not in the report. Every thread of
+/// every round is in the report, stopped or not.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let worker = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
+/// let report = killable::shutdown(Duration::from_secs(10));
+/// assert!(report.all_stopped());
+/// assert!(worker.join().unwrap().is_err());
+/// ```
+pub fn shutdown(grace: Duration) -> ShutdownReport {
+    let start = Instant::now();
+    let me = crate::current().id();
+    let mut seen: HashSet<ThreadId> = HashSet::new();
+    let mut outcomes = Vec::new();
+    loop {
+        let round: Vec<Thread> = crate::threads()
+            .into_iter()
+            .filter(|t| !t.is_daemon() && !t.is_finished() && t.thread().id() != me)
+            .map(|t| t.thread().clone())
+            .filter(|t| seen.insert(t.id()))
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        let offset = start.elapsed();
+        let remaining = grace.saturating_sub(offset);
+        outcomes.extend(escalate(&round, remaining).into_iter().map(|mut o| {
+            // Elapsed from the start of the shutdown, not of this round.
+            o.elapsed += offset;
+            o
+        }));
+        if remaining.is_zero() {
+            break;
+        }
+    }
+    ShutdownReport { outcomes }
 }

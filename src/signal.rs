@@ -35,14 +35,24 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::interrupt::{DEADLINE, DEFER_ONE, KILL};
+use crate::control::{DEADLINE, Inner, current_ptr, init_fork_handlers, pid};
 use crate::syscall;
-use crate::thread::CURRENT;
+
+// The handler's entry point, in C (src/sys/signal_entry.c): a kill's jump must start from C.
+unsafe extern "C" {
+    fn killable_set_rust_handler(
+        h: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) -> libc::c_int,
+    );
+    fn killable_signal_entry(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void);
+}
+
+// The kill-region side of the handler's decision (src/sys/kill.c; kill.rs explains it).
+unsafe extern "C" {
+    fn killable_region_verdict(ctx: *mut libc::c_void) -> libc::c_int;
+    fn killable_region_note_postponed();
+}
 
 static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGUSR1);
-/// This process's pid, so that neither the handler nor `interrupt()` needs a `getpid` system
-/// call. Set when the handler is installed and refreshed in the fork child (registry.rs).
-static PID: AtomicI32 = AtomicI32::new(0);
 /// The value killable's own signals carry (module docs). Set before the handler is installed.
 static SECRET: AtomicUsize = AtomicUsize::new(0);
 /// This process's real uid, for the `si_uid` of our signals (set with `SECRET`).
@@ -78,7 +88,7 @@ fn draw_secret() -> usize {
     let n = unsafe { libc::getrandom((&raw mut v).cast(), std::mem::size_of::<usize>(), 0) };
     if n != std::mem::size_of::<usize>() as isize || v == 0 {
         // No entropy source: the clock and an address still make a forged value improbable.
-        let t = crate::deadline::now_ns() as usize;
+        let t = crate::time::now_ns() as usize;
         v = t.rotate_left(17) ^ (&raw const v as usize) ^ 0x6b69_6c6c_6162_6c65;
     }
     v
@@ -96,24 +106,6 @@ pub(crate) fn unblock_in_current_thread() {
     }
 }
 
-/// This process's pid (cached; see `PID`).
-#[inline]
-pub(crate) fn pid() -> libc::pid_t {
-    let p = PID.load(Ordering::Relaxed);
-    if p != 0 {
-        return p;
-    }
-    // SAFETY: getpid has no preconditions.
-    let p = unsafe { libc::getpid() };
-    PID.store(p, Ordering::Relaxed);
-    p
-}
-
-/// Refreshes the cached pid; called in the child after `fork`.
-pub(crate) fn refresh_pid() {
-    // SAFETY: getpid has no preconditions.
-    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
-}
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static INSTALL: Mutex<()> = Mutex::new(());
 /// The action ours replaced; published before our handler is installed.
@@ -220,7 +212,7 @@ pub(crate) fn ensure_installed() -> io::Result<libc::c_int> {
     let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: as above.
     unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) };
-    if cur.sa_sigaction != crate::kill::killable_signal_entry as *const () as usize {
+    if cur.sa_sigaction != killable_signal_entry as *const () as usize {
         return Err(io::Error::other(format!(
             "killable's handler for signal {sig} was replaced by another one \
              (by another library, or by signal()/sigaction in the application)"
@@ -237,8 +229,7 @@ fn install() -> io::Result<libc::c_int> {
         return Ok(sig);
     }
     // The fork handlers keep the cached pid right in children.
-    crate::registry::init();
-    refresh_pid();
+    init_fork_handlers();
     SECRET.store(draw_secret(), Ordering::Relaxed);
     // SAFETY: getuid has no preconditions.
     UID.store(unsafe { libc::getuid() }, Ordering::Relaxed);
@@ -250,14 +241,14 @@ fn install() -> io::Result<libc::c_int> {
     }
     // Published before the handler can run, so the handler never finds it missing.
     let _ = PREVIOUS.set(old);
-    // The registered handler is the C entry (src/sys/kill.c), which calls `handler` below and
+    // The registered handler is the C entry (src/sys/signal_entry.c), which calls `handler` below and
     // performs the kill-region jump in C when it answers 1.
     // SAFETY: `handler` has the signature the C side expects and lives for the whole program;
     // it is published before the entry can run.
-    unsafe { crate::kill::killable_set_rust_handler(handler) };
+    unsafe { killable_set_rust_handler(handler) };
     // SAFETY: as above.
     let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = crate::kill::killable_signal_entry as *const () as usize;
+    new.sa_sigaction = killable_signal_entry as *const () as usize;
     // NOT SA_RESTART: a blocked system call must return EINTR, not be restarted (module docs).
     new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
     // SAFETY: `new` is fully initialised; the handler is async-signal-safe.
@@ -296,10 +287,10 @@ extern "C" fn handler(
     // SAFETY: the kernel passes a valid siginfo_t for an SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     let ours = match code {
-        // SAFETY: for SI_QUEUE the siginfo holds the sender's pid and value. `PID` and `SECRET`
-        // were set before the handler was installed (`PID` is refreshed in fork children).
+        // SAFETY: for SI_QUEUE the siginfo holds the sender's pid and value. `SECRET` was set
+        // before the handler was installed; the cached pid is refreshed in fork children.
         libc::SI_QUEUE => unsafe {
-            (*info).si_pid() == PID.load(Ordering::Relaxed)
+            (*info).si_pid() == pid()
                 && (*info).si_value().sival_ptr as usize == SECRET.load(Ordering::Relaxed)
         },
         // SAFETY: for SI_TIMER the siginfo holds the timer's sigval.
@@ -308,21 +299,23 @@ extern "C" fn handler(
     };
     if !ours {
         chain(sig, info, ctx);
-        return 0;
     }
-    let me = CURRENT.with(|c| c.get());
+    // Whatever the delivery, act on this thread's own state: a request is only ever set by a
+    // real interrupter, so acting on it cannot be forged, and a standard signal is not queued
+    // twice: an application's pending SIGUSR1 makes the kernel drop killable's, and the one
+    // delivery left must serve both.
+    let me = current_ptr();
     if !me.is_null() {
-        // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs).
+        // SAFETY: CURRENT points to this thread's live `Inner` (control.rs).
         let inner = unsafe { &*me };
         let ctl = &inner.ctl;
         crate::seal::on_signal(ctl);
-        let s = ctl.state.load(Ordering::SeqCst);
-        if s & KILL != 0 && s < DEFER_ONE {
+        if ctl.kill_due() {
             // SAFETY: reads this thread's C thread-locals (initial-exec TLS, no allocation) and
             // the first 8 bytes of the ucontext's signal mask, which the kernel wrote.
-            match unsafe { crate::kill::killable_region_verdict(ctx) } {
+            match unsafe { killable_region_verdict(ctx) } {
                 REGION_ABANDON => {
-                    ctl.state.fetch_and(!KILL, Ordering::SeqCst);
+                    ctl.take_kill();
                     return 1;
                 }
                 REGION_NOT_OURS => postpone_kill(inner, sig, ctx),
@@ -354,10 +347,12 @@ const REGION_NOT_OURS: libc::c_int = 2;
 /// handler's), and queued again. When the other handler returns, the kernel restores the
 /// region's own mask, the queued signal is delivered on top of the region's code, and the kill
 /// proceeds. Async-signal-safe: `sigaddset` and one system call.
-fn postpone_kill(inner: &crate::thread::Inner, sig: libc::c_int, ctx: *mut libc::c_void) {
+fn postpone_kill(inner: &Inner, sig: libc::c_int, ctx: *mut libc::c_void) {
     // SAFETY: `ctx` is the interrupted context, which the kernel restores (mask included) when
     // this handler returns; `sig` is a valid signal number.
     unsafe { libc::sigaddset(&mut (*ctx.cast::<libc::ucontext_t>()).uc_sigmask, sig) };
+    // SAFETY: writes a C thread-local of this thread (initial-exec TLS).
+    unsafe { killable_region_note_postponed() };
     let tid = inner.tid.load(Ordering::Relaxed);
     if tid > 0 {
         // To ourselves: the thread is running this handler, so its tid is live.
@@ -367,15 +362,15 @@ fn postpone_kill(inner: &crate::thread::Inner, sig: libc::c_int, ctx: *mut libc:
 
 /// Our timer fired for this thread: set `DEADLINE` if the deadline has really passed.
 fn timer_fired(value: *mut libc::c_void) -> bool {
-    let me = CURRENT.with(|c| c.get());
+    let me = current_ptr();
     if me.is_null() || !std::ptr::eq(value, me.cast::<libc::c_void>()) {
         return false;
     }
-    // SAFETY: CURRENT points to this thread's live `Inner` (thread.rs).
+    // SAFETY: CURRENT points to this thread's live `Inner` (control.rs).
     let ctl = unsafe { &(*me).ctl };
     let deadline = ctl.deadline_ns.load(Ordering::Acquire);
-    if deadline != 0 && crate::deadline::now_ns() >= deadline {
-        ctl.state.fetch_or(DEADLINE, Ordering::SeqCst);
+    if deadline != 0 && crate::time::now_ns() >= deadline {
+        ctl.set_quietly(DEADLINE);
     }
     true
 }

@@ -12,19 +12,16 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::CString;
-use std::fmt;
 use std::io;
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::thread::Result as ThreadResult;
-use std::time::{Duration, Instant};
 
-use crate::futex;
-use crate::interrupt::INTERRUPT;
+use crate::control::{CURRENT, INTERRUPT, Inner, exit_protocol, never_started};
+use crate::join_handle::{JoinHandle, Packet};
 use crate::registry;
 use crate::stack::{self, AltStack};
-use crate::thread::{CURRENT, Inner, LOST_IN_FORK, Thread};
+use crate::thread::Thread;
 use std::sync::atomic::Ordering;
 
 /// The kernel keeps at most 15 bytes of a thread's name (16 with the NUL).
@@ -66,7 +63,7 @@ impl Builder {
 
     /// Names the thread.
     ///
-    /// The full name is kept in [`Thread::name`]; the kernel name (`/proc/self/task/<tid>/comm`,
+    /// The full name is kept in [`Thread::name`](crate::Thread::name); the kernel name (`/proc/self/task/<tid>/comm`,
     /// shown by `top` and `gdb`) is set from inside the new thread and truncated to 15 bytes on
     /// a character boundary. A name containing a NUL byte makes [`spawn`](Builder::spawn) fail
     /// with [`io::ErrorKind::InvalidInput`].
@@ -212,8 +209,11 @@ impl Builder {
         // interrupted (the spawner's own interrupt stays pending). A thread that is being
         // stopped cannot hand its work to a new thread that escapes the stop.
         if crate::interrupt::is_interrupted() {
-            thread.inner.ctl.state.fetch_or(INTERRUPT, Ordering::SeqCst);
+            thread.inner.ctl.set_quietly(INTERRUPT);
         }
+        // A sealed spawner's thread inherits the kernel's filter at `clone`: it starts sealed
+        // (and a spawner whose seal is pending hands on the request).
+        crate::seal::inherit(&thread.inner.ctl);
         let packet = Arc::new(Packet {
             result: UnsafeCell::new(None),
         });
@@ -234,6 +234,9 @@ impl Builder {
         if r != 0 {
             // SAFETY: the thread was not created, so the box is still ours to rebuild and drop.
             drop(unsafe { Box::from_raw(data) });
+            // It was listed already: whoever took a snapshot meanwhile sees it finished, never
+            // waits for a tid that will not come, and never signals anything.
+            never_started(&thread.inner);
             registry::release(&thread.inner);
             registry::release(&thread.inner);
             let err = io::Error::from_raw_os_error(r);
@@ -338,15 +341,6 @@ impl Drop for Attr {
     }
 }
 
-/// Where the thread leaves its result for `join`.
-struct Packet<T> {
-    result: UnsafeCell<Option<ThreadResult<T>>>,
-}
-
-// SAFETY: the cell is written once by the spawned thread before it publishes `Inner::done`
-// (Release) and read once by the joiner after observing it (Acquire); never both at once.
-unsafe impl<T: Send> Sync for Packet<T> {}
-
 struct Start<F, T> {
     thread: Thread,
     packet: Arc<Packet<T>>,
@@ -377,17 +371,50 @@ where
     }
     let alt = AltStack::install();
     stack::record_guard(inner);
+    // The thread counts as finished only once its thread-locals are destroyed: a destructor can
+    // block (in a killable call that `stop` must still be able to break), and `join` must not
+    // return before it is done. Registered before the closure runs, this guard's destructor is
+    // the last thread-local destructor to run (the C library runs them in reverse order of
+    // registration).
+    let mut exit = Some(ExitGuard {
+        thread: thread.clone(),
+        alt,
+    });
+    let _ = EXIT.try_with(|slot| *slot.borrow_mut() = exit.take());
 
     let result = panic::catch_unwind(AssertUnwindSafe(f));
     // SAFETY: only this thread writes the cell, and before `done` is published (see Packet).
     unsafe { *packet.result.get() = Some(result) };
     drop(packet);
+    // Still here only if thread-locals were unavailable (never at a thread's start): finish now.
+    drop(exit);
+    std::ptr::null_mut()
+}
 
+thread_local! {
+    /// The calling thread's exit guard (see `start`).
+    static EXIT: std::cell::RefCell<Option<ExitGuard>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Finishes a spawned thread when thread-locals are destroyed (see `start`).
+struct ExitGuard {
+    thread: Thread,
+    alt: Option<AltStack>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        finish(&self.thread.inner, self.alt.take());
+    }
+}
+
+/// The end of a spawned thread: its alternate stack goes, no signal may reach it any more, its
+/// joiners are woken, and it leaves the registry once its handle is gone too.
+fn finish(inner: &Inner, alt: Option<AltStack>) {
     drop(alt);
     CURRENT.with(|c| c.set(std::ptr::null()));
-    crate::thread::exit_protocol(inner);
+    exit_protocol(inner);
     registry::release(inner);
-    std::ptr::null_mut()
 }
 
 /// Sets the kernel's name for the calling thread, truncated to 15 bytes on a char boundary.
@@ -401,224 +428,4 @@ fn set_os_name(name: &CString) {
     buf[..end].copy_from_slice(&name.as_bytes()[..end]);
     // SAFETY: `buf` is NUL-terminated and at most 16 bytes, as PR_SET_NAME requires.
     unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr()) };
-}
-
-/// `CLOCK_REALTIME` now plus `d` (what `pthread_timedjoin_np` takes).
-fn realtime_after(d: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let nanos = now.tv_nsec as u64 + d.subsec_nanos() as u64;
-    let secs = (d.as_secs().min(i64::MAX as u64 / 2) as i64)
-        .saturating_add(now.tv_sec)
-        .saturating_add((nanos / 1_000_000_000) as i64);
-    libc::timespec {
-        tv_sec: secs,
-        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
-    }
-}
-
-/// An owned permission to join a thread; dropping it detaches the thread.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// let slow = killable::spawn(|| { std::thread::sleep(Duration::from_millis(200)); "done" });
-/// let slow = slow.join_timeout(Duration::from_millis(1)).unwrap_err(); // still running
-/// assert_eq!(slow.join().unwrap(), "done");
-/// ```
-pub struct JoinHandle<T> {
-    thread: Thread,
-    packet: Arc<Packet<T>>,
-    native: libc::pthread_t,
-    /// Still responsible for joining or detaching `native`.
-    owns: bool,
-}
-
-impl<T> JoinHandle<T> {
-    /// Waits for the thread to finish and returns its result: `Ok` with the closure's value,
-    /// or `Err` with the panic payload if it panicked.
-    ///
-    /// Waiting burns no CPU (a futex). In a child process forked while the thread ran, the
-    /// thread does not exist; `join` then returns `Err` at once instead of waiting forever.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| -> u8 { panic!("boom") });
-    /// let payload = h.join().unwrap_err();
-    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
-    /// ```
-    #[doc(alias = "pthread_join")]
-    pub fn join(mut self) -> ThreadResult<T> {
-        let inner = &self.thread.inner;
-        self.owns = false;
-        if inner.done_state() == LOST_IN_FORK {
-            registry::release(inner);
-            return Err(Box::new(
-                "killable: the thread does not exist in this forked child",
-            ));
-        }
-        // SAFETY: `native` is a joinable thread that we own (not joined or detached before).
-        let r = unsafe { libc::pthread_join(self.native, std::ptr::null_mut()) };
-        assert_eq!(
-            r,
-            0,
-            "pthread_join failed: {}",
-            io::Error::from_raw_os_error(r)
-        );
-        self.take_joined()
-    }
-
-    /// After a successful join: releases the registry entry and takes the result.
-    fn take_joined(mut self) -> ThreadResult<T> {
-        self.owns = false;
-        registry::release(&self.thread.inner);
-        // SAFETY: the thread was joined, so it has exited after writing the cell (termination
-        // synchronizes with the join); nobody else reads the cell.
-        unsafe { (*self.packet.result.get()).take() }
-            .expect("killable: thread result already taken")
-    }
-
-    /// Waits at most `timeout` for the thread to finish.
-    ///
-    /// Returns `Ok` with what [`join`](JoinHandle::join) would return if the thread finished in
-    /// time, otherwise `Err` with the handle, so the caller can wait again, join later or drop
-    /// it. Waiting burns no CPU.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let h = killable::spawn(|| 1);
-    /// assert_eq!(h.join_timeout(Duration::from_secs(10)).ok().unwrap().unwrap(), 1);
-    /// ```
-    pub fn join_timeout(self, timeout: Duration) -> Result<ThreadResult<T>, JoinHandle<T>> {
-        let deadline = Instant::now().checked_add(timeout);
-        if !self
-            .thread
-            .inner
-            .wait_done(deadline.map(futex::monotonic_timespec).as_ref())
-        {
-            return Err(self);
-        }
-        let Some(deadline) = deadline else {
-            return Ok(self.join());
-        };
-        if self.thread.inner.done_state() == LOST_IN_FORK {
-            return Ok(self.join());
-        }
-        // The closure has returned, but thread-local destructors may still run: the final join
-        // is bounded by what is left of the timeout too.
-        let at = realtime_after(deadline.saturating_duration_since(Instant::now()));
-        // SAFETY: `native` is joinable and still ours; on success the thread is reaped exactly
-        // once and `take_joined` clears `owns`, so nothing joins or detaches it again.
-        let r = unsafe { libc::pthread_timedjoin_np(self.native, std::ptr::null_mut(), &at) };
-        if r == libc::ETIMEDOUT {
-            return Err(self);
-        }
-        assert_eq!(
-            r,
-            0,
-            "pthread_timedjoin_np failed: {}",
-            io::Error::from_raw_os_error(r)
-        );
-        Ok(self.take_joined())
-    }
-
-    /// Whether the thread has finished running its closure.
-    ///
-    /// [`join`](JoinHandle::join) may still wait briefly for the thread's thread-local
-    /// destructors, which run after the closure.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| ());
-    /// h.wait().unwrap();
-    /// assert!(h.is_finished());
-    /// h.join().unwrap();
-    /// ```
-    pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
-    }
-
-    /// The thread's [`Thread`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| ());
-    /// let t = h.thread().clone();
-    /// h.join().unwrap();
-    /// assert!(t.is_finished());
-    /// ```
-    pub fn thread(&self) -> &Thread {
-        &self.thread
-    }
-
-    /// The underlying `pthread_t`, still owned by this handle.
-    ///
-    /// It stays valid while the handle exists, in the process that spawned the thread. Do not
-    /// join or detach it: the handle does that. In the child of a `fork`, a handle of a thread
-    /// that stayed in the parent holds a `pthread_t` that names no thread of the child: do not
-    /// pass it to any pthread function there ([`JoinHandle::join`] knows and reports the thread
-    /// as lost).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| ());
-    /// // SAFETY: the handle keeps the thread joinable, so its pthread_t is valid here.
-    /// let same = unsafe { libc::pthread_equal(h.as_pthread_t(), h.as_pthread_t()) };
-    /// assert_ne!(same, 0);
-    /// h.join().unwrap();
-    /// ```
-    pub fn as_pthread_t(&self) -> libc::pthread_t {
-        self.native
-    }
-
-    /// Gives up the handle and returns the `pthread_t`.
-    ///
-    /// The caller now owns the thread: it must `pthread_join` or `pthread_detach` it exactly
-    /// once, or the thread's resources leak when it ends. The thread's return value is dropped
-    /// when the thread finishes (a panic payload likewise); `pthread_join` yields a null pointer.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let raw = killable::spawn(|| ()).into_pthread_t();
-    /// // SAFETY: we own `raw` and join it exactly once.
-    /// assert_eq!(unsafe { libc::pthread_join(raw, std::ptr::null_mut()) }, 0);
-    /// ```
-    pub fn into_pthread_t(mut self) -> libc::pthread_t {
-        self.owns = false;
-        registry::release(&self.thread.inner);
-        self.native
-    }
-}
-
-impl<T> Drop for JoinHandle<T> {
-    fn drop(&mut self) {
-        if !self.owns {
-            return;
-        }
-        if self.thread.inner.done_state() != LOST_IN_FORK {
-            // SAFETY: we own `native` and have neither joined nor detached it.
-            unsafe { libc::pthread_detach(self.native) };
-        }
-        registry::release(&self.thread.inner);
-    }
-}
-
-impl<T> fmt::Debug for JoinHandle<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("thread", &self.thread)
-            .finish_non_exhaustive()
-    }
 }

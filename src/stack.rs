@@ -17,7 +17,7 @@ use std::io;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::thread::{CURRENT, Inner};
+use crate::control::{Inner, current_ptr, gettid};
 
 pub(crate) const DEFAULT_STACK_SIZE: usize = 2 * 1024 * 1024;
 
@@ -139,7 +139,7 @@ impl AltStack {
     pub(crate) fn install() -> Option<AltStack> {
         let page = page_size();
         let size = alt_size();
-        let hint = crate::thread::gettid() as usize;
+        let hint = gettid() as usize;
         let map = match pool_take(hint) {
             Some(map) => map,
             None => {
@@ -281,7 +281,7 @@ extern "C" fn overflow_handler(
 ) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let me = CURRENT.with(|c| c.get());
+    let me = current_ptr();
     if !me.is_null() {
         // SAFETY: CURRENT points to the live `Inner` of this thread (thread.rs).
         let inner = unsafe { &*me };

@@ -5,7 +5,7 @@
 //! race-free system call, with absolute deadlines so that a stray signal's retry does not
 //! stretch the wait.
 //!
-//! None of them reports a wait that did not happen as done. On a [sealed](Thread::seal) thread
+//! None of them reports a wait that did not happen as done. On a [sealed](crate::Thread::seal) thread
 //! they all fail, even after [`clear_interrupt`](crate::clear_interrupt): `wait_child` with the
 //! seal's `ECANCELED`, the others (whose error type has no room for an OS error) with
 //! [`Interrupted`], since the seal is an interrupt that cannot be cleared. The futex waits check
@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::futex::{FUTEX_BITSET_MATCH_ANY, FUTEX_WAIT_BITSET_PRIVATE, monotonic_timespec};
-use crate::interrupt::{Interrupted, with_current};
+use crate::control::{Inner, with_current};
+use crate::errors::Interrupted;
+use crate::futex::{FUTEX_BITSET_MATCH_ANY, FUTEX_WAIT_BITSET_PRIVATE};
 use crate::syscall::{Fail, call, call_once};
-use crate::thread::{DONE_WAITERS, RUNNING, Thread};
-use crate::{JoinHandle, futex, seal};
+use crate::time::{abs_deadline, monotonic_timespec};
+use crate::{futex, seal};
 
 /// The error of a killable wait that failed in a way its caller does not expect: the stop
 /// request that broke it, or, for `ECANCELED` (the seal's filter refused the call, so the wait
@@ -41,12 +42,6 @@ fn wait_failed(f: Fail, call: &str) -> Interrupted {
             io::Error::from_raw_os_error(e)
         ),
     }
-}
-
-fn abs_deadline(timeout: Option<Duration>) -> Option<libc::timespec> {
-    timeout
-        .and_then(|t| Instant::now().checked_add(t))
-        .map(monotonic_timespec)
 }
 
 /// Killable `FUTEX_WAIT_BITSET` on `word` while it equals `expected`, until the absolute
@@ -98,7 +93,7 @@ fn futex_wait(
 /// # Errors
 ///
 /// [`Interrupted`] if the thread was interrupted before or during the sleep, or is
-/// [sealed](Thread::seal) (the seal refuses the sleep: it is an interrupt that
+/// [sealed](crate::Thread::seal) (the seal refuses the sleep: it is an interrupt that
 /// [`clear_interrupt`](crate::clear_interrupt) does not clear). It never returns `Ok` without
 /// having slept.
 ///
@@ -152,7 +147,7 @@ const EMPTY: u32 = 0;
 const NOTIFIED: u32 = 1;
 const PARKED: u32 = u32::MAX;
 
-/// Blocks until the calling thread is unparked ([`Thread::unpark`]) or interrupted.
+/// Blocks until the calling thread is unparked ([`Thread::unpark`](crate::Thread::unpark)) or interrupted.
 ///
 /// Like [`std::thread::park`] with std's token semantics (an `unpark` before the `park` makes
 /// it return at once; spurious returns are possible), plus interruption.
@@ -160,7 +155,7 @@ const PARKED: u32 = u32::MAX;
 /// # Errors
 ///
 /// [`Interrupted`] if the thread is interrupted before or while parked, or is
-/// [sealed](Thread::seal); a pending unpark token is kept for the next `park`.
+/// [sealed](crate::Thread::seal); a pending unpark token is kept for the next `park`.
 ///
 /// # Examples
 ///
@@ -211,19 +206,9 @@ fn park_until(deadline: Option<&libc::timespec>) -> Result<(), Interrupted> {
     })
 }
 
-impl Thread {
-    /// Makes the thread's next (or current) [`park`] return, like [`std::thread::Thread::unpark`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// killable::current().unpark();
-    /// assert!(killable::park().is_ok()); // the token was there: returns at once
-    /// ```
-    pub fn unpark(&self) {
-        if self.inner.ctl.park.swap(NOTIFIED, Ordering::Release) == PARKED {
-            futex::wake(&self.inner.ctl.park, 1);
-        }
+pub(crate) fn unpark(this: &Inner) {
+    if this.ctl.park.swap(NOTIFIED, Ordering::Release) == PARKED {
+        futex::wake(&this.ctl.park, 1);
     }
 }
 
@@ -271,7 +256,7 @@ impl Condvar {
     ///
     /// # Errors
     ///
-    /// [`Interrupted`] if the thread is interrupted first, or is [sealed](Thread::seal); the
+    /// [`Interrupted`] if the thread is interrupted first, or is [sealed](crate::Thread::seal); the
     /// mutex is then not held.
     ///
     /// # Examples
@@ -386,59 +371,12 @@ impl Condvar {
     }
 }
 
-impl<T> JoinHandle<T> {
-    /// Waits, killable, until the thread has finished; the handle is kept, so
-    /// [`join`](JoinHandle::join) afterwards returns at once.
-    ///
-    /// # Errors
-    ///
-    /// [`Interrupted`] if the *calling* thread is interrupted while waiting, or is
-    /// [sealed](Thread::seal).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let worker = killable::spawn(|| 5);
-    /// worker.wait().unwrap();
-    /// assert!(worker.is_finished());
-    /// assert_eq!(worker.join().unwrap(), 5);
-    /// ```
-    pub fn wait(&self) -> Result<(), Interrupted> {
-        self.wait_until(None).map(drop)
-    }
+pub(crate) fn wait(this: &Inner) -> Result<(), Interrupted> {
+    wait_until(this, None).map(drop)
+}
 
-    /// Like [`wait`](JoinHandle::wait), for at most `timeout`; returns whether the thread
-    /// finished.
-    ///
-    /// # Errors
-    ///
-    /// As [`wait`](JoinHandle::wait).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
-    /// assert_eq!(h.wait_timeout(std::time::Duration::from_millis(1)).unwrap(), false);
-    /// h.interrupt();
-    /// assert!(h.wait_timeout(std::time::Duration::from_secs(30)).unwrap());
-    /// let _ = h.join();
-    /// ```
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, Interrupted> {
-        self.wait_until(abs_deadline(Some(timeout)).as_ref())
-    }
-
-    fn wait_until(&self, deadline: Option<&libc::timespec>) -> Result<bool, Interrupted> {
-        let done = &self.thread().inner.done;
-        loop {
-            let d = done.fetch_or(DONE_WAITERS, Ordering::Acquire) | DONE_WAITERS;
-            if d != RUNNING | DONE_WAITERS {
-                return Ok(true);
-            }
-            if !futex_wait(done, d, deadline)? {
-                return Ok(self.is_finished());
-            }
-        }
-    }
+pub(crate) fn wait_timeout(this: &Inner, timeout: Duration) -> Result<bool, Interrupted> {
+    wait_until(this, abs_deadline(Some(timeout)).as_ref())
 }
 
 /// Waits, killable, for a child process to exit and returns its status, like
@@ -485,4 +423,8 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
         ],
     )?;
     child.wait()
+}
+
+fn wait_until(this: &Inner, deadline: Option<&libc::timespec>) -> Result<bool, Interrupted> {
+    this.wait_done_with(|word, expected| futex_wait(word, expected, deadline))
 }

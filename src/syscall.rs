@@ -6,7 +6,8 @@
 
 use std::io;
 
-use crate::interrupt::{Control, Interrupted, with_current};
+use crate::control::{Control, with_current};
+use crate::errors::Interrupted;
 
 // Keep in sync with src/sys/syscall_x86_64.S.
 unsafe extern "C" {
@@ -74,7 +75,7 @@ pub(crate) fn call_once(
     nr: libc::c_long,
     a: [libc::c_long; 6],
 ) -> Result<libc::c_long, Fail> {
-    let state = ctl.state.as_ptr();
+    let state = ctl.state_ptr();
     // SAFETY: the stub performs exactly the system call `nr` with these arguments; the caller
     // vouches for them (each wrapper passes live buffers with their lengths); `state` outlives it.
     let r = unsafe { killable_syscall_cp(state, nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
@@ -105,67 +106,6 @@ pub(crate) fn call(nr: libc::c_long, a: [libc::c_long; 6]) -> Result<libc::c_lon
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    use std::time::Duration;
-
-    use crate::stress;
-
-    fn killable_read(r: &std::io::PipeReader, buf: &mut [u8]) -> std::io::Result<usize> {
-        crate::io::Interruptible::new(r).read(buf)
-    }
-
-    /// The naive alternative to the stub: check the flag, then call a plain `read`. A signal
-    /// that lands between the two is handled and forgotten, and the read blocks. The window is
-    /// widened with a spin so the harness can hit it often.
-    fn racy_read(r: &std::io::PipeReader, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            crate::check()?;
-            let t = std::time::Instant::now();
-            while t.elapsed() < Duration::from_micros(20) {
-                std::hint::spin_loop();
-            }
-            // SAFETY: reading into a live buffer of the given length.
-            let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n >= 0 {
-                return Ok(n as usize);
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINTR) {
-                return Err(e);
-            }
-        }
-    }
-
-    #[test]
-    fn the_harness_catches_lost_wakeups_in_a_racy_check_then_read() {
-        let c = stress::run(
-            5_000,
-            racy_read,
-            Duration::from_millis(500),
-            3,
-            Duration::from_secs(120),
-        );
-        println!("racy check-then-read: {c:?}");
-        assert!(
-            c.lost_wakeups >= 1,
-            "the racy variant lost nothing in {c:?}: the harness proves nothing"
-        );
-    }
-
-    #[test]
-    fn no_lost_wakeups_with_the_stub() {
-        let c = stress::run(
-            5_000,
-            killable_read,
-            Duration::from_secs(10),
-            1,
-            Duration::from_secs(240),
-        );
-        println!("killable stub: {c:?}");
-        assert_eq!(c.lost_wakeups, 0, "{c:?}");
-        assert!(c.interrupts >= 1_000, "{c:?}");
-    }
 
     #[test]
     fn labels_are_ordered() {

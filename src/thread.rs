@@ -4,23 +4,18 @@
 //! birth, and any other thread (the main thread, a `std::thread`, a thread a C library created)
 //! gets one lazily, kept in a thread-local until the thread exits.
 //!
-//! # Internal workings
-//!
-//! The calling thread's `Inner` is reachable through one raw pointer in a thread-local,
-//! `CURRENT`. It is non-null only while an `Arc<Inner>` for this thread is alive on this thread:
-//! in the start routine's frame for spawned threads, in the `FOREIGN` holder otherwise. Signal
-//! handlers read it with a single thread-local load and never write it.
+//! Every public method of [`Thread`] lives here; those of a feature (interrupt, seal, kill,
+//! diagnose, unpark) are thin forwarders to that feature's crate-private function. The control
+//! block behind a `Thread` is `control::Inner`.
 
-use std::cell::{Cell, RefCell};
-use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use crate::futex;
-use crate::interrupt::Control;
+use crate::control::{Inner, RUNNING};
+use crate::diagnose::Diagnosis;
 
 /// A unique identifier for a thread, never reused within a process.
 ///
@@ -35,12 +30,6 @@ use crate::interrupt::Control;
 pub struct ThreadId(NonZeroU64);
 
 impl ThreadId {
-    fn next() -> ThreadId {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        ThreadId(NonZeroU64::new(id).expect("thread id counter overflowed"))
-    }
-
     /// The id as a number.
     ///
     /// # Examples
@@ -51,161 +40,6 @@ impl ThreadId {
     /// ```
     pub fn as_u64(&self) -> NonZeroU64 {
         self.0
-    }
-}
-
-/// `Inner::done` values.
-pub(crate) const RUNNING: u32 = 0;
-pub(crate) const FINISHED: u32 = 1;
-/// The thread does not exist in this process: it stayed behind in the parent of a `fork`.
-pub(crate) const LOST_IN_FORK: u32 = 2;
-/// Or-ed into `done` by a thread about to wait on it, so the finishing thread knows to wake
-/// it (no futex call at all when nobody waits).
-pub(crate) const DONE_WAITERS: u32 = 4;
-/// `tid` value while a waiter sleeps on the unpublished id.
-const TID_WAITERS: i32 = -1;
-
-pub(crate) struct Inner {
-    pub(crate) id: ThreadId,
-    pub(crate) name: Option<CString>,
-    /// The kernel thread id; 0 (or `TID_WAITERS`) until the thread has published it.
-    pub(crate) tid: AtomicI32,
-    /// The fork generation (`FORK_GENERATION`) in which `tid` was published: a handle whose
-    /// generation is not the current one names a thread that stayed in a parent process.
-    pub(crate) generation: AtomicU32,
-    pub(crate) daemon: bool,
-    /// Created by killable (and so in the registry), as opposed to adopted by `current()`.
-    pub(crate) managed: bool,
-    /// `RUNNING`, `FINISHED` or `LOST_IN_FORK`, plus `DONE_WAITERS`; a futex word.
-    pub(crate) done: AtomicU32,
-    /// References that keep a managed thread in the registry: the running thread and its
-    /// `JoinHandle`. Whoever drops the last one removes the entry.
-    pub(crate) registry_refs: AtomicU32,
-    /// The stack guard region `[lo, hi)`, for the stack-overflow report (spawned threads only).
-    pub(crate) guard_lo: AtomicUsize,
-    pub(crate) guard_hi: AtomicUsize,
-    /// Interruption: the control word the stub loads, senders in flight, callbacks.
-    pub(crate) ctl: Control,
-}
-
-impl Inner {
-    pub(crate) fn new(name: Option<CString>, managed: bool, daemon: bool) -> Inner {
-        Inner {
-            id: ThreadId::next(),
-            name,
-            tid: AtomicI32::new(0),
-            generation: AtomicU32::new(FORK_GENERATION.load(Ordering::Relaxed)),
-            daemon,
-            managed,
-            done: AtomicU32::new(RUNNING),
-            registry_refs: AtomicU32::new(if managed { 2 } else { 0 }),
-            guard_lo: AtomicUsize::new(0),
-            guard_hi: AtomicUsize::new(0),
-            ctl: Control::new(),
-        }
-    }
-
-    pub(crate) fn name_str(&self) -> Option<&str> {
-        // Names are built from `&str` (or std's `&str` name), so they are valid UTF-8.
-        self.name.as_ref().and_then(|n| n.to_str().ok())
-    }
-
-    /// Whether the thread belongs to this process: not a thread that stayed in the parent of a
-    /// `fork` this process was born from.
-    pub(crate) fn in_this_process(&self) -> bool {
-        self.generation.load(Ordering::Acquire) == FORK_GENERATION.load(Ordering::Acquire)
-    }
-
-    /// Publishes the calling thread's kernel id and wakes anyone waiting in `Thread::tid`.
-    pub(crate) fn publish_tid(&self) {
-        self.generation
-            .store(FORK_GENERATION.load(Ordering::Acquire), Ordering::Release);
-        // SeqCst: an interrupter sets its bit and then reads `tid`; the target publishes `tid`
-        // and then reads the bit. One of the two must see the other's write.
-        if self.tid.swap(gettid(), Ordering::SeqCst) == TID_WAITERS {
-            futex::wake(self.tid_word(), i32::MAX);
-        }
-    }
-
-    fn tid_word(&self) -> &AtomicU32 {
-        // SAFETY: AtomicI32 and AtomicU32 have the same size and alignment; the futex only
-        // compares the 32-bit value.
-        unsafe { &*(self.tid.as_ptr() as *const AtomicU32) }
-    }
-
-    /// `RUNNING`, `FINISHED` or `LOST_IN_FORK`.
-    pub(crate) fn done_state(&self) -> u32 {
-        let d = self.done.load(Ordering::Acquire) & !DONE_WAITERS;
-        if d == RUNNING && !self.in_this_process() {
-            // A thread killable did not create (so not in the registry the fork handler
-            // cleans), adopted in a parent process.
-            return LOST_IN_FORK;
-        }
-        d
-    }
-
-    /// Waits until the thread is no longer `RUNNING` or the absolute `deadline` passes; returns
-    /// whether it finished.
-    pub(crate) fn wait_done(&self, deadline: Option<&libc::timespec>) -> bool {
-        loop {
-            let d = self.done.fetch_or(DONE_WAITERS, Ordering::Acquire) | DONE_WAITERS;
-            if d != RUNNING | DONE_WAITERS {
-                return true;
-            }
-            if !futex::wait(&self.done, d, deadline) {
-                return self.done_state() != RUNNING;
-            }
-        }
-    }
-}
-
-/// Counts the `fork`s this process descends from (incremented in each child by the registry's
-/// fork handler), so that handles from before a fork can tell they name a thread of the parent.
-pub(crate) static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
-
-pub(crate) fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-thread_local! {
-    /// The calling thread's `Inner`, or null (see the module's internal workings).
-    pub(crate) static CURRENT: Cell<*const Inner> = const { Cell::new(std::ptr::null()) };
-    static FOREIGN: Holder = const { Holder(RefCell::new(None)) };
-}
-
-/// Keeps an adopted thread's `Thread` alive until the thread exits.
-struct Holder(RefCell<Option<Thread>>);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        if let Some(thread) = self.0.borrow_mut().take() {
-            CURRENT.with(|c| {
-                if c.get() == Arc::as_ptr(&thread.inner) {
-                    c.set(std::ptr::null());
-                }
-            });
-            crate::thread::exit_protocol(&thread.inner);
-        }
-    }
-}
-
-/// Runs when a thread is about to end: marks it finished for everyone who holds its `Thread`.
-pub(crate) fn exit_protocol(inner: &Inner) {
-    // No signal may reach this tid once the thread is gone (it could be reused).
-    inner.ctl.mark_exited();
-    if inner.done.swap(FINISHED, Ordering::Release) & DONE_WAITERS != 0 {
-        futex::wake(&inner.done, i32::MAX);
-    }
-}
-
-/// Marks a thread that stayed behind in the parent of a `fork` (runs in the fork child).
-pub(crate) fn mark_lost(inner: &Inner) {
-    inner.ctl.mark_exited_now();
-    inner.done.store(LOST_IN_FORK, Ordering::Release);
-    if inner.tid.load(Ordering::Relaxed) <= 0 {
-        // It never started in the parent before the fork; nobody will ever publish it here.
-        inner.tid.store(i32::MAX, Ordering::Relaxed);
     }
 }
 
@@ -259,22 +93,7 @@ impl Thread {
     /// ```
     #[doc(alias = "gettid")]
     pub fn tid(&self) -> i32 {
-        loop {
-            let tid = self.inner.tid.load(Ordering::Acquire);
-            if tid > 0 {
-                return tid;
-            }
-            if tid == 0
-                && self
-                    .inner
-                    .tid
-                    .compare_exchange(0, TID_WAITERS, Ordering::Acquire, Ordering::Acquire)
-                    .is_err()
-            {
-                continue;
-            }
-            futex::wait(self.inner.tid_word(), TID_WAITERS as u32, None);
-        }
+        self.inner.wait_tid()
     }
 
     /// The thread's process-unique id.
@@ -289,7 +108,7 @@ impl Thread {
     /// b.join().unwrap();
     /// ```
     pub fn id(&self) -> ThreadId {
-        self.inner.id
+        ThreadId(self.inner.id)
     }
 
     /// Whether the thread has finished running (its closure returned or panicked).
@@ -331,7 +150,7 @@ impl Thread {
         self.tid(); // not started yet: wait until its id is published
         // Pinned: the thread cannot finish exiting during the call, so `tid` is still its id
         // and not that of a thread that reused it.
-        let set = crate::interrupt::with_live_tid(&self.inner, |tid| {
+        let set = crate::control::with_live_tid(&self.inner, |tid| {
             // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
             let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             // SAFETY: `set` is writable and its size is passed.
@@ -343,18 +162,257 @@ impl Thread {
             }
             Ok(set)
         })
-        .ok_or_else(|| crate::stop::not_live_error(self))??;
+        .ok_or_else(|| crate::diagnose::not_live_error(&self.inner))??;
         Ok((0..libc::CPU_SETSIZE as usize)
             // SAFETY: `i` is below CPU_SETSIZE, the set's capacity.
             .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
             .collect())
+    }
+
+    /// Interrupts the thread: sets its interrupt flag and breaks the killable call it is blocked
+    /// in, if any.
+    ///
+    /// The target's current or next killable call fails with [`Interrupted`](crate::Interrupted) (unless it defers
+    /// interrupts), [`is_interrupted`](crate::is_interrupted) turns true in it, and its
+    /// [`on_interrupt`](crate::on_interrupt) callbacks run here. Idempotent while the flag is set; harmless on a
+    /// thread that has finished. On first use this installs killable's signal handler (see
+    /// [`set_signal`](crate::set_signal)).
+    ///
+    /// # Panics
+    ///
+    /// If killable's signal handler has been replaced by someone else: sending the signal
+    /// would then run their handler (or kill the process) instead of breaking the call. Use
+    /// [`try_interrupt`](Thread::try_interrupt) to get that as an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let h = killable::spawn(move || {
+    ///     let mut buf = [0u8; 16];
+    ///     killable::io::Interruptible::new(reader).read(&mut buf)
+    /// });
+    /// h.interrupt();
+    /// let err = h.join().unwrap().unwrap_err();
+    /// assert!(killable::is_interrupt(&err));
+    /// ```
+    ///
+    /// # References
+    ///
+    /// * [`rt_tgsigqueueinfo(2)`](https://man7.org/linux/man-pages/man2/rt_tgsigqueueinfo.2.html)
+    #[doc(alias = "pthread_kill")]
+    #[doc(alias = "tgkill")]
+    #[doc(alias = "rt_tgsigqueueinfo")]
+    pub fn interrupt(&self) {
+        if let Err(e) = self.try_interrupt() {
+            panic!("killable: cannot interrupt {self:?}: {e}");
+        }
+    }
+
+    /// Like [`interrupt`](Thread::interrupt), but returns an error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// An error of kind [`io::ErrorKind::Other`] if killable's signal handler was replaced by
+    /// another one (the flag is still set, so the target's next check sees it); the OS error if
+    /// the handler cannot be installed or the signal cannot be sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// h.thread().try_interrupt().expect("killable's handler is in place");
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn try_interrupt(&self) -> io::Result<()> {
+        crate::interrupt::try_interrupt(&self.inner)
+    }
+
+    /// Whether the thread's interrupt flag is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let me = killable::current();
+    /// assert!(!me.is_interrupted());
+    /// me.interrupt();
+    /// assert!(me.is_interrupted());
+    /// killable::clear_interrupt();
+    /// ```
+    pub fn is_interrupted(&self) -> bool {
+        crate::interrupt::thread_is_interrupted(&self.inner)
+    }
+    /// Kills the thread: abandons the [`kill_region`](crate::kill_region) it is in, if any, and interrupts it.
+    ///
+    /// Inside a region, the region's entry returns `Err(Killed)` at once, whatever the foreign
+    /// code was doing. Outside one, this acts as [`interrupt`](Thread::interrupt) (and a region
+    /// the thread enters later is not run). Under
+    /// [`defer_interrupts`](crate::defer_interrupts) the kill waits. Safe to call: the `unsafe`
+    /// promise is made where the region is entered.
+    ///
+    /// # Panics
+    ///
+    /// As [`interrupt`](Thread::interrupt), if killable's signal handler was replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// h.thread().kill(); // not in a region: the same as an interrupt
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn kill(&self) {
+        if let Err(e) = self.try_kill() {
+            panic!("killable: cannot kill {self:?}: {e}");
+        }
+    }
+
+    /// Like [`kill`](Thread::kill), returning an error instead of panicking.
+    ///
+    /// # Errors
+    ///
+    /// As [`Thread::try_interrupt`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::sleep(std::time::Duration::from_secs(3600)));
+    /// h.thread().try_kill().unwrap();
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn try_kill(&self) -> io::Result<()> {
+        crate::kill::try_kill(&self.inner)
+    }
+
+    /// Whether the thread is inside a [`kill_region`](crate::kill_region) right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!killable::current().in_kill_region());
+    /// ```
+    pub fn in_kill_region(&self) -> bool {
+        crate::kill::in_kill_region(&self.inner)
+    }
+    /// Seals the thread: from now on its blocking system calls (reads, receives, accepts,
+    /// connects, splices, sleeps, polls, waits, file-lock waits) fail with `ECANCELED`, and the
+    /// call it is blocked in is broken. It is also [interrupted](Thread::interrupt).
+    ///
+    /// This reaches code that retries `EINTR` forever, std's included
+    /// (`stdin().read_line`, `TcpListener::accept`, `thread::sleep`): those calls now fail with
+    /// an error they do not retry, and the thread unwinds through its own error paths, running
+    /// its destructors. Only system calls fail; the thread can still write, take locks, free
+    /// memory, release file locks, reap its children ([`Child::try_wait`], and `poll` or
+    /// `epoll_wait` with a zero timeout, still work) and exit. It must be on its way out: a
+    /// sealed thread cannot be unsealed.
+    ///
+    /// The kernel's filter sees the call and its arguments, not the descriptor, so a read of a
+    /// **non-blocking** descriptor fails with `ECANCELED` too, even with data waiting. No data
+    /// is lost: the call never ran, and the bytes stay for another reader. i386 (`int $0x80`)
+    /// and x32 system calls all fail with `ECANCELED`.
+    ///
+    /// killable's own waits fail on a sealed thread even after
+    /// [`clear_interrupt`](crate::clear_interrupt): its I/O with `ECANCELED`, and
+    /// [`sleep`](crate::sleep), [`park`](crate::park), [`Condvar`](crate::sync::Condvar) and
+    /// [`JoinHandle::wait`](crate::JoinHandle::wait) with [`Interrupted`](crate::Interrupted), since the seal is an
+    /// interrupt that cannot be cleared.
+    ///
+    /// [`Child::try_wait`]: std::process::Child::try_wait
+    ///
+    /// The filter is installed by the thread itself, from killable's signal handler; this waits
+    /// (up to 5 seconds) for it to report back. Sealing a thread that has finished does nothing.
+    ///
+    /// # Errors
+    ///
+    /// * The kernel's error if it refuses seccomp (a kernel without it, a sandbox that forbids
+    ///   it); nothing else changes (the interrupt is still sent).
+    /// * [`io::ErrorKind::TimedOut`] if the thread did not answer within 5 seconds (it blocks
+    ///   killable's signal).
+    /// * As [`Thread::try_interrupt`] if killable's signal handler was replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::TcpListener;
+    /// let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    /// // std's accept retries EINTR: an interrupt alone would not stop it.
+    /// let h = killable::spawn(move || listener.accept().map(drop));
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// h.thread().seal().unwrap();
+    /// let err = h.join().unwrap().unwrap_err();
+    /// assert_eq!(err.raw_os_error(), Some(libc::ECANCELED));
+    /// ```
+    ///
+    /// # References
+    ///
+    /// * [`seccomp(2)`](https://man7.org/linux/man-pages/man2/seccomp.2.html)
+    #[doc(alias = "seccomp")]
+    pub fn seal(&self) -> io::Result<()> {
+        crate::seal::seal(&self.inner)
+    }
+
+    /// Whether the thread has been sealed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(!killable::current().is_sealed());
+    /// ```
+    pub fn is_sealed(&self) -> bool {
+        crate::seal::is_sealed(&self.inner.ctl)
+    }
+    /// Reads what the thread is doing from `/proc/self/task/<tid>/`: its state, the system
+    /// call it is blocked in with its arguments, and its kernel wait channel. `Display` prints
+    /// it as one line, such as `blocked in read(fd 3), waiting in pipe_read`.
+    ///
+    /// A thread that has not started yet is waited for (as [`tid`](Thread::tid) does); the
+    /// thread cannot finish while `/proc` is read, so the reads are of this thread even if it
+    /// is about to end.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::NotFound`] if the thread has finished (its id may already name
+    /// another thread) or stayed in the parent of a `fork`; the error of reading `/proc`
+    /// otherwise (for example if it is not mounted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let h = killable::spawn(move || {
+    ///     use std::io::Read;
+    ///     killable::io::Interruptible::new(reader).read(&mut [0u8; 1])
+    /// });
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// let d = h.thread().diagnose().unwrap();
+    /// println!("{d}"); // blocked in read(fd 3), waiting in pipe_read
+    /// h.interrupt();
+    /// let t = h.thread().clone();
+    /// h.join().unwrap().unwrap_err();
+    /// let e = t.diagnose().unwrap_err(); // finished
+    /// assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    /// ```
+    pub fn diagnose(&self) -> io::Result<Diagnosis> {
+        crate::diagnose::diagnose(&self.inner)
+    }
+    /// Makes the thread's next (or current) [`park`](crate::park) return, like [`std::thread::Thread::unpark`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// killable::current().unpark();
+    /// assert!(killable::park().is_ok()); // the token was there: returns at once
+    /// ```
+    pub fn unpark(&self) {
+        crate::sync::unpark(&self.inner)
     }
 }
 
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Thread")
-            .field("id", &self.inner.id)
+            .field("id", &self.id())
             .field("name", &self.name())
             .field("tid", &self.inner.tid.load(Ordering::Relaxed).max(0))
             .field("managed", &self.inner.managed)
@@ -376,44 +434,7 @@ impl fmt::Debug for Thread {
 /// assert_eq!(main.id(), killable::current().id());
 /// ```
 pub fn current() -> Thread {
-    let p = CURRENT.with(Cell::get);
-    if !p.is_null() {
-        // SAFETY: CURRENT is non-null only while an `Arc<Inner>` for this thread is alive on
-        // this thread (module docs), so the pointer came from `Arc::as_ptr` of a live Arc.
-        unsafe {
-            Arc::increment_strong_count(p);
-            return Thread {
-                inner: Arc::from_raw(p),
-            };
-        }
+    Thread {
+        inner: crate::control::current_inner(),
     }
-    adopt()
-}
-
-/// Gives a thread killable did not create its `Thread`.
-#[cold]
-fn adopt() -> Thread {
-    crate::registry::init();
-    let tid = gettid();
-    let name = if tid == std::process::id() as i32 {
-        Some("main".to_owned())
-    } else {
-        std::thread::current().name().map(str::to_owned)
-    };
-    let name = name.and_then(|n| CString::new(n).ok());
-    let thread = Thread {
-        inner: Arc::new(Inner::new(name, false, false)),
-    };
-    thread.inner.publish_tid();
-    let kept = FOREIGN.try_with(|h| {
-        *h.0.borrow_mut() = Some(thread.clone());
-        CURRENT.with(|c| c.set(Arc::as_ptr(&thread.inner)));
-    });
-    // During thread-local teardown the holder is gone: the caller gets a `Thread` that lives as
-    // long as it keeps it, which is all we can offer that late. It is marked exited at once, so
-    // no signal can ever reach its tid after the thread is gone.
-    if kept.is_err() {
-        thread.inner.ctl.mark_exited_now();
-    }
-    thread
 }

@@ -2,8 +2,7 @@
 //! handler (the reliability run sends 100,000; this sends 2,000). Own binary: it installs a
 //! process-wide SIGUSR1 handler before killable's.
 
-#[path = "../benches/killable/forge.rs"]
-mod forge;
+use testkit::forge;
 
 #[test]
 fn forged_signals_interrupt_nothing() {

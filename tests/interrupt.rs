@@ -7,15 +7,17 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use killable::JoinHandle;
 use killable::io::{Interest, Interruptible, PollFd};
-use killable::{JoinHandle, Thread};
+use testkit::wait_blocked;
 
 const HANG_GUARD: Duration = Duration::from_secs(30);
 
-/// Spawns `f` on a killable thread, waits until it is blocked in the kernel (its state in
-/// /proc is 'S'), interrupts it and returns what it returned. Fails instead of hanging.
+/// Spawns `f` on a killable thread, waits until it is blocked in a system call
+/// (`testkit::wait_blocked`), interrupts it and returns what it returned. Fails instead of
+/// hanging.
 fn interrupt_while_blocked<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let h = killable::spawn(f);
     wait_blocked(h.thread());
@@ -27,25 +29,6 @@ fn join_guarded<T>(h: JoinHandle<T>) -> T {
     match h.join_timeout(HANG_GUARD) {
         Ok(r) => r.expect("thread panicked"),
         Err(_) => panic!("the interrupted thread did not return within {HANG_GUARD:?}"),
-    }
-}
-
-/// Waits until the thread sleeps in the kernel (state 'S' in /proc/self/task/<tid>/stat).
-fn wait_blocked(t: &Thread) {
-    let path = format!("/proc/self/task/{}/stat", t.tid());
-    let start = Instant::now();
-    loop {
-        if let Ok(stat) = std::fs::read_to_string(&path) {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            if state == Some("S") {
-                return;
-            }
-        }
-        assert!(start.elapsed() < HANG_GUARD, "thread never blocked");
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

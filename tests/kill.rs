@@ -9,13 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use killable::{Killed, Thread, kill_region};
-
-// Foreign loops compiled from src/sys/demo.c into the library.
-unsafe extern "C" {
-    fn killable_demo_spin(counter: *mut c_void);
-    fn killable_demo_read_retrying(fd: *mut c_void);
-    fn killable_demo_nested(result: *mut c_void);
-}
+// Foreign C loops, compiled by the dev-only crate testkit (testkit/src/demo.c).
+use testkit::demo::{killable_demo_nested, killable_demo_read_retrying, killable_demo_spin};
 
 fn wait_in_region(t: &Thread) {
     let start = Instant::now();

@@ -5,11 +5,10 @@
 //! process's main thread.
 
 use std::process::Command;
-
-#[path = "../benches/killable/forks.rs"]
-mod forks;
 use std::sync::mpsc;
 use std::time::Duration;
+
+use testkit::forks;
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("overflow-child") {

@@ -2,9 +2,7 @@
 //! and what a sealed thread's killable calls report.
 //!
 //! Every test that could hang (a blocking call the seal should break but might not) runs in a
-//! child process with an `alarm` watchdog (`common::in_child`).
-
-mod common;
+//! child process with an `alarm` watchdog (`testkit::in_child`).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -12,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::in_child;
+use testkit::in_child;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -517,6 +515,388 @@ fn regression_seal_installs_the_filter_once() {
             }
             println!("{doubled} of {rounds} seals installed the filter more than once");
             assert_eq!(doubled, 0);
+        },
+    );
+}
+
+/// Runs `f` after `delay` on a std thread of its own: the rescue that ends a call the seal should
+/// have failed but that blocked, so that a failing test reports what the call did instead of
+/// hanging until the watchdog.
+fn after(delay: Duration, f: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        f();
+    });
+}
+
+/// `struct iocb` (linux/aio_abi.h, x86_64).
+#[repr(C)]
+#[derive(Default)]
+struct Iocb {
+    data: u64,
+    key: u32,
+    rw_flags: i32,
+    opcode: u16,
+    reqprio: i16,
+    fildes: u32,
+    buf: u64,
+    nbytes: u64,
+    offset: i64,
+    reserved2: u64,
+    flags: u32,
+    resfd: u32,
+}
+
+/// A sealed thread's `io_submit` fails with `ECANCELED`: an AIO read of a pipe without
+/// `O_NONBLOCK` runs synchronously inside `io_submit` and blocks until data arrives (the filter
+/// used to deny only `io_getevents`, so "AIO waits fail" did not hold).
+#[test]
+fn regression_seal_denies_io_submit() {
+    in_child("regression_seal_denies_io_submit", LIMIT, || {
+        let mut ctx: libc::c_ulong = 0;
+        // SAFETY: io_setup writes the new context's id into `ctx`.
+        if unsafe { libc::syscall(libc::SYS_io_setup, 8, &mut ctx) } != 0 {
+            println!("AIO unavailable here (errno {}): skipped", errno());
+            return;
+        }
+        let (r, mut w) = std::io::pipe().unwrap();
+        let fd = r.as_raw_fd();
+        // Outlives any read the kernel could still be doing into it (io_destroy below).
+        let buf = Box::leak(Box::new([0u8; 16])).as_mut_ptr() as u64;
+        // The rescue if io_submit blocks: a byte arrives and the read completes.
+        after(Duration::from_secs(2), move || {
+            let _ = w.write_all(b"x");
+        });
+        let (res, took) = run_sealed(move || {
+            let mut cb = Iocb {
+                opcode: 0, // IOCB_CMD_PREAD
+                fildes: fd as u32,
+                buf,
+                nbytes: 16,
+                ..Default::default()
+            };
+            let mut cbs = [&raw mut cb];
+            let t = Instant::now();
+            // SAFETY: one live iocb whose buffer lives for the rest of the process.
+            let n = unsafe { libc::syscall(libc::SYS_io_submit, ctx, 1, cbs.as_mut_ptr()) };
+            (if n < 0 { -i64::from(errno()) } else { n }, t.elapsed())
+        });
+        println!("sealed io_submit(IOCB_CMD_PREAD of an empty pipe) = {res} after {took:?}");
+        // SAFETY: destroys the context made above (waits for nothing: no request is pending).
+        unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+        drop(r);
+        assert_eq!(res, -i64::from(libc::ECANCELED));
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    });
+}
+
+fn sockaddr_in(a: std::net::SocketAddr) -> libc::sockaddr_in {
+    let std::net::SocketAddr::V4(v4) = a else {
+        panic!("{a} is not IPv4")
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// `sendto`, `sendmsg` and `sendmmsg` with `MSG_FASTOPEN` fail on a sealed thread: on an
+/// unconnected TCP socket that flag connects and waits for the handshake, like the `connect` the
+/// seal denies. Here the listener's accept queue is full, so the SYN is dropped and the handshake
+/// never completes; `SO_SNDTIMEO` bounds the wait in case the filter lets the call through.
+/// Sends without the flag keep working.
+#[test]
+fn regression_seal_denies_msg_fastopen() {
+    in_child("regression_seal_denies_msg_fastopen", LIMIT, || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // SAFETY: listen on a live socket; a backlog of 0 holds one connection.
+        assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+        let sa = sockaddr_in(l.local_addr().unwrap());
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // Fill the accept queue: later SYNs are dropped.
+        let fillers: Vec<OwnedFd> = (0..4)
+            .map(|_| {
+                // SAFETY: a new socket, owned below; a non-blocking connect to a live address.
+                unsafe {
+                    let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+                    assert!(s >= 0);
+                    libc::connect(s, (&raw const sa).cast(), size);
+                    std::os::fd::FromRawFd::from_raw_fd(s)
+                }
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let ufd = a.as_raw_fd();
+        let got = run_sealed(move || {
+            let ret = |n: isize| if n < 0 { -errno() } else { n as i32 };
+            // SAFETY: a new socket, closed below.
+            let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+            let two = libc::timeval {
+                tv_sec: 2,
+                tv_usec: 0,
+            };
+            // SAFETY: setsockopt with a live timeval of the size passed.
+            let r = unsafe {
+                libc::setsockopt(
+                    s,
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDTIMEO,
+                    (&raw const two).cast(),
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(r, 0);
+            let t = Instant::now();
+            // SAFETY: one live byte and a live address of the size passed.
+            let n = unsafe {
+                libc::sendto(
+                    s,
+                    b"x".as_ptr().cast(),
+                    1,
+                    libc::MSG_FASTOPEN,
+                    (&raw const sa).cast(),
+                    size,
+                )
+            };
+            let fastopen = (ret(n), t.elapsed());
+            // SAFETY: closing the socket made above.
+            unsafe { libc::close(s) };
+            let mut byte = *b"y";
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            // SAFETY: msghdr is plain data.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &raw mut iov;
+            msg.msg_iovlen = 1;
+            let mut mmsg = libc::mmsghdr {
+                msg_hdr: msg,
+                msg_len: 0,
+            };
+            // SAFETY (each call): a connected socket, a live message of one live byte.
+            let (plain_sendto, sendmsg, plain_sendmsg, sendmmsg, plain_sendmmsg) = unsafe {
+                (
+                    ret(libc::sendto(
+                        ufd,
+                        byte.as_ptr().cast(),
+                        1,
+                        0,
+                        std::ptr::null(),
+                        0,
+                    )),
+                    ret(libc::sendmsg(ufd, &msg, libc::MSG_FASTOPEN)),
+                    ret(libc::sendmsg(ufd, &msg, 0)),
+                    ret(libc::sendmmsg(ufd, &mut mmsg, 1, libc::MSG_FASTOPEN as _) as isize),
+                    ret(libc::sendmmsg(ufd, &mut mmsg, 1, 0) as isize),
+                )
+            };
+            (
+                fastopen,
+                [
+                    plain_sendto,
+                    sendmsg,
+                    plain_sendmsg,
+                    sendmmsg,
+                    plain_sendmmsg,
+                ],
+            )
+        });
+        drop((fillers, l, a, b));
+        let ((n, took), sends) = got;
+        println!("sealed sendto(MSG_FASTOPEN) to a listener that drops SYNs = {n} after {took:?}");
+        println!(
+            "sealed sends on a unix socket: sendto(0), sendmsg(MSG_FASTOPEN), sendmsg(0), \
+             sendmmsg(MSG_FASTOPEN), sendmmsg(0) = {sends:?}"
+        );
+        assert_eq!(n, -libc::ECANCELED);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+        let c = -libc::ECANCELED;
+        assert_eq!(sends, [1, c, 1, c, 1]);
+    });
+}
+
+/// `sendfile` from a socket into a pipe fails on a sealed thread: it is a receive (it waits for
+/// the peer's data and consumes it), and the filter cannot see the descriptors' types, so every
+/// `sendfile` is denied.
+#[test]
+fn regression_seal_denies_sendfile() {
+    in_child("regression_seal_denies_sendfile", LIMIT, || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (peer, _) = l.accept().unwrap();
+        let (pr, pw) = std::io::pipe().unwrap();
+        let (cfd, pwfd) = (c.as_raw_fd(), pw.as_raw_fd());
+        // The rescue if sendfile blocks: the peer sends, and sendfile moves the bytes.
+        after(Duration::from_secs(2), move || {
+            let _ = (&peer).write_all(b"hello");
+            std::thread::sleep(Duration::from_secs(60));
+        });
+        let (res, took) = run_sealed(move || {
+            let t = Instant::now();
+            // SAFETY: two live descriptors, no offset.
+            let n = unsafe { libc::sendfile(pwfd, cfd, std::ptr::null_mut(), 16) };
+            (if n < 0 { -errno() } else { n as i32 }, t.elapsed())
+        });
+        println!("sealed sendfile(pipe <- socket) = {res} after {took:?}");
+        drop((c, pr, pw));
+        assert_eq!(res, -libc::ECANCELED);
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    });
+}
+
+/// `syslog(SYSLOG_ACTION_READ)` (which waits for new kernel messages) fails on a sealed thread;
+/// the other actions keep working. The read is made with a length of 0, which the kernel answers
+/// after its permission check without waiting or consuming a message, so the test leaves the
+/// kernel log alone (the filter does not look at the length: the unit tests check its verdict).
+#[test]
+fn regression_seal_denies_syslog_read() {
+    in_child("regression_seal_denies_syslog_read", LIMIT, || {
+        let klog = |action: i32| {
+            let mut b = [0u8; 1];
+            // SAFETY: klogctl with a live one-byte buffer and a length of 0.
+            let r = unsafe { libc::klogctl(action, b.as_mut_ptr().cast(), 0) };
+            if r < 0 { -errno() } else { r }
+        };
+        const READ: i32 = 2; // SYSLOG_ACTION_READ
+        const SIZE_BUFFER: i32 = 10; // SYSLOG_ACTION_SIZE_BUFFER
+        let before = klog(READ);
+        if before == -libc::EPERM {
+            println!(
+                "syslog(SYSLOG_ACTION_READ) fails with EPERM before sealing (no CAP_SYSLOG): skipped"
+            );
+            return;
+        }
+        assert_eq!(before, 0, "an unsealed syslog read of length 0");
+        let (read, size, took) = run_sealed(move || {
+            let t = Instant::now();
+            let read = klog(READ);
+            (read, klog(SIZE_BUFFER), t.elapsed())
+        });
+        println!("sealed syslog: READ = {read}, SIZE_BUFFER = {size}, after {took:?}");
+        assert_eq!(read, -libc::ECANCELED);
+        assert!(size > 0, "SYSLOG_ACTION_SIZE_BUFFER still works");
+    });
+}
+
+/// Reads a descriptor made non-blocking: `ECANCELED` on a sealed thread, `EAGAIN` on another (the
+/// pipe is empty). Never blocks, sealed or not.
+fn nonblocking_read(fd: RawFd) -> i32 {
+    let mut b = [0u8; 1];
+    // SAFETY: read into a live one-byte buffer.
+    let n = unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) };
+    if n < 0 { errno() } else { 0 }
+}
+
+fn empty_nonblocking_pipe() -> (std::io::PipeReader, std::io::PipeWriter) {
+    let (r, w) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on a live descriptor.
+    assert_eq!(
+        unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) },
+        0
+    );
+    (r, w)
+}
+
+/// A thread spawned by a sealed thread inherits the kernel's filter, and now killable's seal state
+/// too: `is_sealed()` is true from birth (the spawner sees it on the handle at once) and its
+/// killable waits fail as a sealed thread's do (they used to report it unsealed and let `park`
+/// wait).
+#[test]
+fn regression_sealed_threads_children_are_sealed() {
+    in_child(
+        "regression_sealed_threads_children_are_sealed",
+        LIMIT,
+        || {
+            let (r, _w) = empty_nonblocking_pipe();
+            let fd = r.as_raw_fd();
+            let (on_handle, (sealed, park, took, read)) = run_sealed(move || {
+                let h = killable::spawn(move || {
+                    let sealed = killable::current().is_sealed();
+                    let t = Instant::now();
+                    let park = killable::park_timeout(Duration::from_millis(500))
+                        .map_err(|e| e.is_timeout());
+                    (sealed, park, t.elapsed(), nonblocking_read(fd))
+                });
+                let on_handle = h.thread().is_sealed();
+                (on_handle, h.join().unwrap())
+            });
+            println!(
+                "child of a sealed thread: is_sealed on the handle {on_handle}, in the child \
+             {sealed}; park_timeout(500 ms) = {park:?} after {took:?}; read errno {read}"
+            );
+            assert_eq!(read, libc::ECANCELED, "the kernel filter is inherited");
+            assert!(on_handle && sealed, "the seal state is inherited");
+            assert_eq!(park, Err(false));
+            assert!(took < Duration::from_millis(400), "{took:?}");
+        },
+    );
+}
+
+/// A thread spawned by a thread whose seal is requested but not yet installed (it blocks
+/// killable's signal) seals itself as it starts: the spawner would have handed it the filter had
+/// the signal landed a moment earlier, and a thread that is being sealed must not hand its work
+/// to one that escapes the seal.
+#[test]
+fn regression_thread_spawned_during_a_seal_is_sealed() {
+    in_child(
+        "regression_thread_spawned_during_a_seal_is_sealed",
+        LIMIT,
+        || {
+            let (r, _w) = empty_nonblocking_pipe();
+            let fd = r.as_raw_fd();
+            let (blocked_tx, blocked_rx) = mpsc::channel::<()>();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            let h = killable::spawn(move || {
+                // SAFETY: sigset operations on a local set; blocks killable's signal for this
+                // thread only.
+                let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+                unsafe {
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, killable::signal());
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                }
+                blocked_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                let child = killable::spawn(move || {
+                    (killable::current().is_sealed(), nonblocking_read(fd))
+                });
+                let got = child.join().unwrap();
+                // SAFETY: unblocks the signal blocked above: the pending seal installs now.
+                unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+                got
+            });
+            blocked_rx.recv().unwrap();
+            let t = h.thread().clone();
+            let tid = t.tid();
+            let sealer = std::thread::spawn(move || t.seal());
+            // The request is stored before the signal is sent: once the signal is pending, the
+            // spawner's seal is requested.
+            let bit = 1u64 << (killable::signal() - 1);
+            let start = Instant::now();
+            while std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("SigPnd:"))
+                .is_none_or(|v| u64::from_str_radix(v.trim(), 16).unwrap() & bit == 0)
+            {
+                assert!(start.elapsed() < Duration::from_secs(5), "no seal signal");
+                std::thread::yield_now();
+            }
+            go_tx.send(()).unwrap();
+            let (sealed, read) = h.join().unwrap();
+            let sealer = sealer.join().unwrap().map_err(|e| e.to_string());
+            println!(
+                "child of a thread being sealed: is_sealed {sealed}, read errno {read}; \
+                 the spawner's seal: {sealer:?}"
+            );
+            assert_eq!((sealed, read), (true, libc::ECANCELED));
+            assert_eq!(sealer, Ok(()));
         },
     );
 }

@@ -1,15 +1,13 @@
 //! Regression tests for the signal, kill-region, callback, fork and spawn defects found by the
 //! hardening review. Each body that forks, replaces a handler or could hang runs in its own child
-//! process (`common::in_child`), bounded by an alarm.
-
-mod common;
+//! process (`testkit::in_child`), bounded by an alarm.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{in_child, wait_until};
+use testkit::{in_child, wait_until};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -259,7 +257,11 @@ fn stale_child(stale: &killable::Thread, stale_tid: i32) -> i32 {
             stranger.join().unwrap();
             continue;
         }
-        common::wait_blocked(tid);
+        // A plain std thread that killable does not know: `testkit::wait_blocked` cannot
+        // diagnose it, so its state is read from /proc.
+        wait_until(testkit::BLOCK_LIMIT, "the stranger to block", || {
+            testkit::task_state(tid) == Some('S')
+        });
         let _ = stale.try_interrupt();
         let _ = stale.seal();
         std::thread::sleep(Duration::from_millis(50));
@@ -278,7 +280,7 @@ fn regression_seal_right_after_spawn_is_not_lost() {
         LIMIT,
         || {
             // std's sleep panics on ECANCELED ("left: 125, right: 4"): expected here.
-            common::quiet_panics("125");
+            testkit::quiet_panics("125");
             for round in 0..100 {
                 let h = killable::spawn(|| {
                     // std's sleep retries EINTR: only the seal ends it (with a panic).

@@ -1,9 +1,7 @@
 //! Regression tests for stopping and diagnosing: per-tid reads of finished threads, syscall
 //! names, and `shutdown` racing with threads born while it runs. Each body runs in a child
-//! process (`common::in_child`): these tests spawn thousands of threads or call `shutdown`,
+//! process (`testkit::in_child`): these tests spawn thousands of threads or call `shutdown`,
 //! which stops every thread killable spawned in the process.
-
-mod common;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -12,8 +10,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{in_child, wait_blocked, wait_until};
 use killable::io::Interruptible;
+use testkit::{in_child, wait_blocked, wait_until};
 
 /// The CPUs this process may run on.
 fn allowed_cpus() -> Vec<usize> {
@@ -211,7 +209,7 @@ fn regression_diagnose_names_fcntl() {
     let waiter = open();
     let fd = waiter.as_raw_fd();
     let h = killable::spawn(move || posix_lock(waiter.as_raw_fd(), libc::F_SETLKW));
-    wait_blocked(h.thread().tid());
+    wait_blocked(h.thread());
     let d = h.thread().diagnose();
     drop(holder); // the lock is released: the thread gets it and returns
     let r = h
@@ -276,7 +274,7 @@ fn regression_shutdown_reaches_a_worker_an_acceptor_spawns_during_it() {
                             .unwrap()
                     })
                     .unwrap();
-                wait_blocked(acceptor.thread().tid());
+                wait_blocked(acceptor.thread());
                 let client = TcpStream::connect(addr).unwrap(); // kept open: no EOF
                 let report = killable::shutdown(Duration::from_secs(10));
                 let worker = acceptor
@@ -335,8 +333,8 @@ fn regression_shutdown_reaches_a_worker_a_daemon_spawns_during_it() {
                     })
                     .unwrap();
                 let slow = slow_to_stop(done);
-                wait_blocked(acceptor.thread().tid());
-                wait_blocked(slow.thread().tid());
+                wait_blocked(acceptor.thread());
+                wait_blocked(slow.thread());
                 let client = TcpStream::connect(addr).unwrap(); // kept open: no EOF
                 let report = killable::shutdown(Duration::from_secs(10));
                 let worker = acceptor

@@ -1,7 +1,6 @@
 //! The reliability runs of `cargo bench --bench killable -- reliability`, at a smaller size.
 
-#[path = "../benches/killable/integrity.rs"]
-mod integrity;
+use testkit::integrity;
 
 /// Every byte arrived once and in order, and interrupts really broke calls on the way.
 fn check(r: integrity::Integrity) {

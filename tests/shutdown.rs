@@ -10,21 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use killable::StopLevel;
-
-unsafe extern "C" {
-    fn killable_demo_spin(counter: *mut c_void);
-}
-
-fn wait_blocked(t: &killable::Thread) {
-    let start = Instant::now();
-    while !t
-        .diagnose()
-        .is_ok_and(|d| d.state() == 'S' && d.syscall().is_some())
-    {
-        assert!(start.elapsed() < Duration::from_secs(30), "never blocked");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use testkit::demo::killable_demo_spin;
+use testkit::wait_blocked;
 
 /// Child mode: workers blocked in reads (or, for "twice", on a lock nobody releases); Ctrl-C
 /// handling on; joins them and reports.

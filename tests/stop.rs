@@ -6,13 +6,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use killable::{Killed, Thread};
-
-unsafe extern "C" {
-    fn killable_demo_spin(counter: *mut c_void);
-}
+use killable::Killed;
+use testkit::demo::killable_demo_spin;
+use testkit::wait_blocked;
 
 struct SetOnDrop(Arc<AtomicBool>);
 
@@ -42,21 +40,6 @@ fn panics_on_purpose() {
         }));
     });
     PANICS_ON_PURPOSE.with(|p| p.set(true));
-}
-
-fn wait_blocked(t: &Thread) {
-    let start = Instant::now();
-    loop {
-        let d = t.diagnose().unwrap();
-        if d.state() == 'S' && d.syscall().is_some() {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never blocked: {d}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Spawns `f` holding a drop guard, waits until it blocks, seals it; returns its result and

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::io::ErrorKind;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Once, mpsc};
 use std::time::{Duration, Instant};
 
@@ -327,10 +328,13 @@ fn join_handle_is_send_and_sync() {
 #[test]
 fn regression_join_timeout_is_bounded_by_thread_local_destructors() {
     // join_timeout used to wait for the closure only, then block in pthread_join for as long as
-    // the thread's thread-local destructors ran.
+    // the thread's thread-local destructors ran. A thread now counts as finished only once its
+    // thread-local destructors are done, and join_timeout is bounded throughout.
+    static DROPPING: AtomicBool = AtomicBool::new(false);
     struct SlowDrop;
     impl Drop for SlowDrop {
         fn drop(&mut self) {
+            DROPPING.store(true, Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(2));
         }
     }
@@ -338,7 +342,13 @@ fn regression_join_timeout_is_bounded_by_thread_local_destructors() {
         static SLOW: std::cell::RefCell<Option<SlowDrop>> = const { std::cell::RefCell::new(None) };
     }
     let h = killable::spawn(|| SLOW.with(|s| *s.borrow_mut() = Some(SlowDrop)));
-    wait_until("the closure to return", || h.is_finished());
+    wait_until("the destructor to start", || {
+        DROPPING.load(Ordering::SeqCst)
+    });
+    assert!(
+        !h.is_finished(),
+        "finished while a thread-local destructor runs"
+    );
     let h = h
         .join_timeout(Duration::from_millis(100))
         .expect_err("the destructor is still sleeping");

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use killable::io::Interruptible;
+use testkit::stress;
 
 use crate::Opts;
 use crate::report::{Report, median, median_ratio, paired, percentile};
-use crate::stress;
 
 /// Nanoseconds since a fixed base, comparable across threads.
 fn now_ns(base: Instant) -> u64 {

@@ -4,21 +4,18 @@
 //! one run: the two variants alternate, round after round, and the figure is the median of the
 //! pairwise ratios, so a noisy neighbour slows both sides of a pair alike. The table goes to
 //! stdout; with `--json` the last line is one JSON object with every figure.
+//!
+//! The harnesses the tests share (lost wake-ups, integrity, forged signals, forks) and the demo
+//! C loops come from the dev-only crate `testkit` (testkit/ in this repository).
 
-#[path = "forge.rs"]
-mod forge;
-#[path = "forks.rs"]
-mod forks;
-#[path = "integrity.rs"]
-mod integrity;
 mod interrupt;
 mod reliability;
 mod report;
 mod spawn;
 mod stop;
-mod stress;
 
 use report::Report;
+use testkit::forge;
 
 pub struct Opts {
     pub quick: bool,

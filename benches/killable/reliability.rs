@@ -5,15 +5,11 @@ use std::ffi::c_void;
 use std::io::Read;
 use std::time::Duration;
 
-use crate::Opts;
-use crate::forge;
-use crate::forks;
-use crate::integrity;
-use crate::report::Report;
+use testkit::demo::killable_demo_spin;
+use testkit::{forge, forks, integrity};
 
-unsafe extern "C" {
-    fn killable_demo_spin(counter: *mut c_void);
-}
+use crate::Opts;
+use crate::report::Report;
 
 fn rss_kib() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -96,13 +92,7 @@ fn leak_runs(opts: &Opts, report: &mut Report) {
                 let mut r = r;
                 r.read(&mut [0u8; 1]).is_err()
             });
-            while !h
-                .thread()
-                .diagnose()
-                .is_ok_and(|d| d.state() == 'S' && d.syscall().is_some())
-            {
-                std::thread::sleep(Duration::from_micros(50));
-            }
+            testkit::wait_blocked(h.thread());
             h.thread().seal().expect("seccomp");
             assert!(h.join().unwrap());
         }

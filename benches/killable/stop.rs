@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use testkit::demo::killable_demo_spin;
+use testkit::wait_blocked;
+
 use crate::Opts;
 use crate::report::{Report, percentile};
-
-unsafe extern "C" {
-    fn killable_demo_spin(counter: *mut c_void);
-}
 
 fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
@@ -29,14 +28,6 @@ fn wait_for(cond: impl Fn() -> bool) {
         );
         std::thread::yield_now();
     }
-}
-
-/// Waits until the thread sleeps in a system call.
-fn wait_blocked(t: &killable::Thread) {
-    wait_for(|| {
-        t.diagnose()
-            .is_ok_and(|d| d.state() == 'S' && d.syscall().is_some())
-    });
 }
 
 fn kill_latency(opts: &Opts) -> f64 {

@@ -1,5 +1,5 @@
 /*
- * killable: kill regions and the signal entry point.
+ * killable: kill regions.
  *
  * A kill region is a call into foreign code that another thread may abandon. The sigsetjmp,
  * the call and the siglongjmp all happen here, in C, so no Rust frame is ever jumped over
@@ -10,8 +10,8 @@
  * side has already returned when this C function jumps, so only this frame, the kernel's signal
  * frame and the region's foreign frames are abandoned.
  *
- * Keep in sync with src/kill.rs (declarations) and src/interrupt.rs (KILL = 4, REQUEST_MASK =
- * 0xff, DEFER_ONE = 0x100 in the control word).
+ * Declared in src/kill.rs. The control word's layout is src/control.rs's; a unit test there
+ * checks the constants below.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -19,17 +19,20 @@
 #include <string.h>
 #include <ucontext.h>
 
+/* The control word's layout, defined in src/control.rs; the exported copies below let its unit
+ * test (the_c_and_assembly_layouts_match) check these against the Rust definition. */
 #define KILLABLE_KILL 4u
 #define KILLABLE_DEFER_SHIFT 8
 
+const unsigned killable_c_kill = KILLABLE_KILL;
+const unsigned killable_c_defer_shift = KILLABLE_DEFER_SHIFT;
+
 typedef void (*killable_region_fn)(void *);
-typedef int (*killable_rust_handler)(int, siginfo_t *, void *);
 
 struct killable_region {
 	sigjmp_buf env;
 	struct killable_region *outer;
 	volatile unsigned *state;
-	volatile int finished;
 	/* The signal mask the region's own code runs with, saved at entry. */
 	sigset_t mask;
 };
@@ -45,16 +48,20 @@ static __thread struct killable_region *killable_region_top
 static __thread volatile int killable_region_entering
 	__attribute__((tls_model("initial-exec")));
 
-static killable_rust_handler killable_rust;
+/* Set by the handler when it postponed a kill by blocking killable's signal in the interrupted
+ * context (src/signal.rs, postpone_kill). If that context was the region's own code (which had
+ * changed its mask) rather than another handler, nothing else would ever unblock the signal:
+ * the region's exit restores its entry mask. */
+static __thread volatile int killable_region_postponed
+	__attribute__((tls_model("initial-exec")));
 
-void killable_set_rust_handler(killable_rust_handler h)
+void killable_region_note_postponed(void)
 {
-	killable_rust = h;
+	killable_region_postponed = 1;
 }
 
 /* What a kill signal may do, given the interrupted context `ctx` (a ucontext_t):
- *   0: no region to abandon (none, one being entered: its entry sees the bit, or one whose
- *      function has returned: the interrupt bit, set with the kill, stops the thread);
+ *   0: no region to abandon (none, or one being entered: its entry sees the bit);
  *   1: abandon the innermost region;
  *   2: a region is running, but the interrupted code is not the region's own: its signal
  *      mask differs from the one saved at entry, because a signal handler runs on top of the
@@ -65,7 +72,7 @@ void killable_set_rust_handler(killable_rust_handler h)
 int killable_region_verdict(void *ctx)
 {
 	struct killable_region *r = killable_region_top;
-	if (r == NULL || killable_region_entering || r->finished)
+	if (r == NULL || killable_region_entering)
 		return 0;
 	const ucontext_t *uc = ctx;
 	return memcmp(&uc->uc_sigmask, &r->mask, 8) == 0 ? 1 : 2;
@@ -78,17 +85,20 @@ int killable_region_enter(killable_region_fn f, void *arg, volatile unsigned *st
 	struct killable_region r;
 	r.outer = killable_region_top;
 	r.state = state;
-	r.finished = 0;
 	/* The mask is saved here and restored after a jump by hand rather than by sigsetjmp(env, 1):
 	 * the same two system calls, and the handler can compare against it. */
 	pthread_sigmask(SIG_SETMASK, NULL, &r.mask);
 	killable_region_entering = 1;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	if (sigsetjmp(r.env, 0)) {
-		/* Abandoned: the handler's mask (killable's signal blocked) is still in force. */
-		pthread_sigmask(SIG_SETMASK, &r.mask, NULL);
+		/* Abandoned: the handler's mask (killable's signal blocked) is still in force. The
+		 * region is popped before the mask is restored, so a second kill already pending
+		 * lands on the outer region, which is now the innermost. */
 		killable_region_top = r.outer;
-		return r.finished ? 0 : 1;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		killable_region_postponed = 0;
+		pthread_sigmask(SIG_SETMASK, &r.mask, NULL);
+		return 1;
 	}
 	killable_region_top = &r;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -104,9 +114,15 @@ int killable_region_enter(killable_region_fn f, void *arg, volatile unsigned *st
 		return 1;
 	}
 	f(arg);
-	r.finished = 1;
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	/* Popped at once: from here a kill is for the outer region (or for none). A kill that
+	 * lands between f's return and this store abandons this region, which is still the
+	 * innermost: the caller sees Killed for a call that had just completed. */
 	killable_region_top = r.outer;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (killable_region_postponed) {
+		killable_region_postponed = 0;
+		pthread_sigmask(SIG_SETMASK, &r.mask, NULL);
+	}
 	return 0;
 }
 
@@ -119,8 +135,11 @@ int killable_region_nested(killable_region_fn f, void *arg)
 	return killable_region_enter(f, arg, killable_region_top->state);
 }
 
-void killable_signal_entry(int sig, siginfo_t *info, void *ctx)
+/* Called by the signal entry (signal_entry.c) when the Rust handler answered "abandon": jumps
+ * to the innermost region's entry. The verdict was 1, so that region exists and is not being
+ * entered. */
+void killable_region_abandon(void) __attribute__((noreturn));
+void killable_region_abandon(void)
 {
-	if (killable_rust(sig, info, ctx) && killable_region_top != NULL)
-		siglongjmp(killable_region_top->env, 1);
+	siglongjmp(killable_region_top->env, 1);
 }

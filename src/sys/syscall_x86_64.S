@@ -12,13 +12,22 @@
  * before the syscall instruction cannot be lost. A program counter at killable_cp_end means the
  * syscall completed; its result is kept.
  *
- * Keep in sync with src/syscall.rs (the Rust declaration and the labels) and
- * src/interrupt.rs (REQUEST_MASK = 0xff and DEFER_ONE = 0x100 in the control word).
+ * Declared in src/syscall.rs. The control word's layout is src/control.rs's: REQUEST_MASK below
+ * is exported as killable_stub_request_mask, and a unit test there checks it.
  *
  * Arguments (SysV): rdi = state, rsi = nr, rdx, rcx, r8, r9 = a0..a3, 8(%rsp) = a4,
  * 16(%rsp) = a5. Kernel: rax = nr, rdi, rsi, rdx, r10, r8, r9. syscall clobbers rcx and r11,
  * which are caller-saved anyway.
  */
+	.equ	KILLABLE_REQUEST_MASK, 0xff
+
+	.section .rodata
+	.globl	killable_stub_request_mask
+	.hidden	killable_stub_request_mask
+	.balign	4
+killable_stub_request_mask:
+	.long	KILLABLE_REQUEST_MASK
+
 	.text
 	.globl	killable_syscall_cp
 	.hidden	killable_syscall_cp
@@ -34,7 +43,7 @@ killable_syscall_cp:
 killable_cp_begin:
 	mov	(%rdi), %eax
 	dec	%eax
-	cmp	$0xfe, %eax
+	cmp	$(KILLABLE_REQUEST_MASK - 1), %eax
 	jbe	killable_cp_cancel
 	mov	%rsi, %rax
 	mov	%rdx, %rdi

@@ -1,17 +1,19 @@
-//! Shared by the regression test binaries: run one test's body in a child process.
+//! Running a test's body in a child process, and silencing the panics a test expects.
 //!
-//! A regression test that forks, changes a process-wide signal disposition or might hang runs
-//! its body in a fresh copy of its own test binary (`--exact NAME`), with an `alarm` in the
-//! child and a deadline in the parent, so a hang fails the test instead of the whole suite and
-//! a replaced handler cannot disturb the tests running beside it.
-
-#![allow(dead_code)]
+//! A test that forks, changes a process-wide signal disposition or might hang runs its body in
+//! a fresh copy of its own test binary (`--exact NAME`), with an `alarm` in the child and a
+//! deadline in the parent, so a hang fails the test instead of the whole suite and a replaced
+//! handler cannot disturb the tests running beside it.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// Set in the child's environment to the name of the test it runs.
+const CHILD_ENV: &str = "KILLABLE_TESTKIT_CHILD";
 
 /// Silences the panic message of panics that a test expects (their message contains
-/// `marker`), and keeps every other panic's report.
+/// `marker`), and keeps every other panic's report. The panic hook is process-wide: call this
+/// only in a process of its own, such as the child of [`in_child`].
 pub fn quiet_panics(marker: &'static str) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -27,11 +29,16 @@ pub fn quiet_panics(marker: &'static str) {
     }));
 }
 
-const CHILD_ENV: &str = "KILLABLE_REGRESSION_CHILD";
-
-/// In the parent: re-runs test `name` of this binary in a child and asserts that it passed
-/// within `limit`. In the child (the copy started here): runs `body`, with an `alarm` of
-/// `limit` as a watchdog.
+/// Runs `body` in a child process: a copy of this test binary that runs only test `name`.
+///
+/// In the parent, re-runs test `name` (which must be the calling test's full name, the one
+/// `--exact` matches) in a child and waits for it; `body` is not called. In the child (the copy
+/// started here), runs `body` with an `alarm` of `limit` as a watchdog, so a hung child dies.
+///
+/// # Panics
+///
+/// In the parent: if the child failed, or did not finish within `limit` plus 10 seconds (it is
+/// then killed), with everything the child printed.
 pub fn in_child(name: &str, limit: Duration, body: impl FnOnce()) {
     if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
         // SAFETY: alarm has no preconditions; its default action ends a hung child.
@@ -74,27 +81,4 @@ pub fn in_child(name: &str, limit: Duration, body: impl FnOnce()) {
         Some(s) => panic!("{name} failed in its child ({s}):\n{text}"),
         None => panic!("{name} hung in its child (killed after {limit:?}):\n{text}"),
     }
-}
-
-/// Waits (bounded) until `cond` holds; panics with `what` after `limit`.
-pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Waits (bounded) until thread `tid` of this process sleeps in the kernel (state `S`).
-pub fn wait_blocked(tid: i32) {
-    wait_until(Duration::from_secs(10), "the thread to block", || {
-        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit(')')
-                    .next()
-                    .map(|r| r.trim_start().starts_with('S'))
-            })
-            .unwrap_or(false)
-    });
 }

@@ -1,6 +1,7 @@
 /*
- * killable: foreign loops for the examples and tests. They stand for C library code that never
- * returns; nothing in the library calls them.
+ * killable's test fixtures (the dev-only crate killable-testkit): foreign loops that the
+ * examples, tests and benchmarks stop. They stand for C library code that never returns; the
+ * library neither builds nor calls them. Declared for Rust in src/demo.rs: keep the two in sync.
  */
 #include <errno.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@ void killable_demo_read_retrying(void *fd)
 	}
 }
 
+/* killable's own (src/sys/kill.c in the killable crate): a kill region entered from C. */
 int killable_region_nested(void (*f)(void *), void *arg);
 
 /* A region inside a region, entered from C: arg points to an int that receives the inner

@@ -5,8 +5,9 @@
 //! installed before killable's. The child waits for that handler's acknowledgement (a byte on a
 //! pipe) before sending the next, so deliveries are counted exactly.
 //!
-//! Shared, through `#[path]`, by the reliability benchmark (100,000 signals) and by
-//! `tests/forged.rs` (fewer). The caller re-executes itself as the child: see `child_main`.
+//! Used by the reliability benchmark (100,000 signals) and by `tests/forged.rs` (fewer). The
+//! caller re-executes itself as the child: see [`child_main`]. [`run`] installs a process-wide
+//! `SIGUSR1` handler, so give it a process of its own (a test binary with that one test).
 
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;

@@ -2,7 +2,7 @@
 //! interrupted; each child spawns and interrupts threads of its own and checks its registry.
 //! A child that hangs is killed by its own `alarm` and counted as failed.
 //!
-//! Shared, through `#[path]`, by the reliability benchmark and by `tests/process.rs`.
+//! Used by the reliability benchmark and by `tests/process.rs`.
 
 use std::io::Read;
 use std::sync::Arc;

@@ -2,9 +2,9 @@
 //! interrupts it at random moments around its check; an interrupt that does not make the read
 //! return within the hang guard is a lost wake-up (the read is then rescued with a byte).
 //!
-//! Shared, through `#[path]`, by the benchmark (`interrupts`, `lost_wakeups`) and by the unit
-//! test in `src/syscall.rs` that runs it against a deliberately racy check-then-call read to show
-//! that it does catch lost wake-ups. It uses only killable's public API.
+//! Used by the benchmark (`interrupts`, `lost_wakeups`) and by `tests/lost_wakeups.rs`, which
+//! also runs it against a deliberately racy check-then-call read to show that it does catch lost
+//! wake-ups. It uses only killable's public API.
 
 use std::io::{self, PipeReader, Write};
 use std::sync::Arc;

@@ -3,16 +3,15 @@
 //! `clear_interrupt()`. The reader regenerates the writer's stream and compares position by
 //! position, so a lost or duplicated byte is a mismatch at the exact place it happened.
 //!
-//! Shared, through `#[path]`, by the reliability benchmark (64 MiB, 10,000 interrupts a side)
-//! and by `tests/reliability.rs` (smaller). Uses only killable's public API.
+//! Used by the reliability benchmark (64 MiB, 10,000 interrupts a side) and by
+//! `tests/reliability.rs` (smaller). Uses only killable's public API.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-pub use killable::Thread;
 use std::time::{Duration, Instant};
 
+use killable::Thread;
 use killable::io::Interruptible;
 
 #[derive(Debug, Default, Clone, Copy)]

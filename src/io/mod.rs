@@ -1,0 +1,130 @@
+//! Interruptible I/O on any file descriptor: [`Interruptible<T>`] and [`poll()`].
+//!
+//! Every call here goes through killable's race-free system call: an interrupt (or a passed
+//! [`timeout`](crate::timeout)) makes it fail at once with an error that
+//! [`is_interrupt`](crate::is_interrupt) recognises, whether it was blocked or about to block.
+//! A call that completed before the interrupt keeps its result, so no data is lost.
+
+// Internal workings
+//
+// Layout: this file holds the wrapper and what every descriptor has; `fd.rs` the reads and
+// writes (`Read`/`Write`, vectored); `socket.rs` accept, connect, datagrams and the socket
+// address conversions; `poll.rs` readiness.
+//
+// Two kinds of system call appear here. Every call that may block (read, readv, write, writev,
+// accept4, connect, recvfrom, sendto, ppoll) is issued by raw number through
+// `crate::syscall::call`/`call_once`: the stub checks the interrupt bit and enters the kernel
+// between two labels, which is what makes the interrupt race-free. nix's wrappers (and std's)
+// call libc, which would re-open the window between the check and the kernel, so those calls
+// keep their raw `libc` arguments. Calls that cannot block (socket, getsockopt) and the socket
+// address conversions use nix's safe wrappers instead of `unsafe` libc.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+mod fd;
+mod poll;
+mod socket;
+
+pub use poll::{Interest, PollFd, poll};
+
+/// Wraps a file descriptor owner (a pipe, a socket, a file, a child's stdout...) so that its
+/// reads and writes are killable: an interrupt breaks them.
+///
+/// `Read` and `Write` are implemented for `Interruptible<T>` and `&Interruptible<T>` for every
+/// `T: AsFd`, vectored calls included; they issue `read(2)`/`write(2)` on the descriptor
+/// directly, so a type with its own userspace buffer (std's `Stdin`) should not be read both
+/// ways. Listeners gain an interruptible `accept`, `UdpSocket` gains `recv_from`/`send_to`, and
+/// `connect` creates an interruptible stream.
+///
+/// An interrupt is reported as an error whose kind is **not**
+/// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted), so `read_exact`, `read_line`,
+/// `write_all` and `io::copy` stop instead of retrying.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{BufRead, BufReader, Write};
+///
+/// let (reader, mut writer) = std::io::pipe().unwrap();
+/// writer.write_all(b"hello\n").unwrap();
+/// let h = killable::spawn(move || {
+///     let mut lines = BufReader::new(killable::io::Interruptible::new(reader));
+///     let mut first = String::new();
+///     lines.read_line(&mut first).unwrap();
+///     let mut second = String::new();
+///     let blocked = lines.read_line(&mut second); // nothing more is coming
+///     (first, blocked)
+/// });
+/// std::thread::sleep(std::time::Duration::from_millis(20));
+/// h.interrupt();
+/// let (first, blocked) = h.join().unwrap();
+/// assert_eq!(first, "hello\n");
+/// assert!(killable::is_interrupt(&blocked.unwrap_err()));
+/// drop(writer);
+/// ```
+#[derive(Debug, Default)]
+pub struct Interruptible<T> {
+    inner: T,
+}
+
+impl<T> Interruptible<T> {
+    /// Wraps `inner`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let reader = killable::io::Interruptible::new(reader);
+    /// ```
+    pub fn new(inner: T) -> Interruptible<T> {
+        Interruptible { inner }
+    }
+
+    /// The wrapped value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let listener = killable::io::Interruptible::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    /// println!("listening on {}", listener.get_ref().local_addr().unwrap());
+    /// ```
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+
+    /// The wrapped value, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut socket = killable::io::Interruptible::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// socket.get_mut().set_broadcast(false).unwrap();
+    /// ```
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.inner
+    }
+
+    /// Unwraps the value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let plain: std::io::PipeReader = killable::io::Interruptible::new(reader).into_inner();
+    /// ```
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: AsFd> AsFd for Interruptible<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl<T: AsFd> AsRawFd for Interruptible<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inner.as_fd().as_raw_fd()
+    }
+}
