@@ -256,9 +256,9 @@ pub(crate) fn pid() -> libc::pid_t {
     p
 }
 
+/// The calling thread's kernel id (async-signal-safe: one system call).
 pub(crate) fn gettid() -> i32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
+    nix::unistd::gettid().as_raw()
 }
 
 /// What a thread's state word held before a `Control::request`.
@@ -280,10 +280,55 @@ impl Prior {
 /// One registered callback, with the lock held while it runs.
 pub(crate) struct CallbackCell {
     running: RawLock,
-    /// Set (under `running`) when the registration is dropped: a snapshot taken before must
-    /// not run it any more.
+    /// Set (under `running`) when the registration is dropped while the thread that would
+    /// run it is the dropping thread itself (a callback dropping another registration): that
+    /// run is skipped.
     removed: std::sync::atomic::AtomicBool,
+    /// Snapshots (`Control::request`) that hold this callback and have not run it yet. The
+    /// registration's drop waits for them, so that each interrupt runs it exactly once and
+    /// none runs it after the drop has returned. A futex word.
+    pending: AtomicU32,
     f: UnsafeCell<Box<dyn FnMut() + Send>>,
+}
+
+thread_local! {
+    /// The callbacks this thread has taken in a snapshot and not run yet.
+    static SNAPSHOT: RefCell<Vec<*const CallbackCell>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The callbacks an interrupter took from a thread's list: run them with `run`, exactly once.
+pub(crate) struct Snapshot(Vec<Arc<CallbackCell>>);
+
+impl Snapshot {
+    /// Runs each callback (even if one panics); returns the first panic.
+    pub(crate) fn run(mut self) -> Option<Box<dyn std::any::Any + Send>> {
+        let cells = std::mem::take(&mut self.0);
+        let _ = SNAPSHOT.try_with(|s| s.borrow_mut().extend(cells.iter().map(Arc::as_ptr)));
+        let mut panic = None;
+        for cell in &cells {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cell.run()));
+            let _ = SNAPSHOT.try_with(|s| {
+                let mut s = s.borrow_mut();
+                if let Some(at) = s.iter().position(|&p| std::ptr::eq(p, Arc::as_ptr(cell))) {
+                    s.swap_remove(at);
+                }
+            });
+            cell.release();
+            if let Err(p) = r {
+                panic.get_or_insert(p);
+            }
+        }
+        panic
+    }
+}
+
+impl Drop for Snapshot {
+    /// A snapshot dropped without running (never today) must not leave a drop waiting.
+    fn drop(&mut self) {
+        for cell in self.0.drain(..) {
+            cell.release();
+        }
+    }
 }
 
 // SAFETY: `f` is only called with `running` held, so never from two threads at once; the
@@ -293,6 +338,13 @@ unsafe impl Sync for CallbackCell {}
 unsafe impl Send for CallbackCell {}
 
 impl CallbackCell {
+    /// One snapshot that held it is done with it.
+    fn release(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            futex::wake(&self.pending, i32::MAX);
+        }
+    }
+
     /// Runs the callback (under its lock, released even if it panics).
     pub(crate) fn run(&self) {
         let _running = self.running.guard();
@@ -377,18 +429,23 @@ impl Control {
     /// Sets request `bits` (`INTERRUPT`, `KILL`, `DEADLINE`), with a sequentially consistent
     /// read-modify-write. If this newly sets `INTERRUPT` on a thread still running, returns the
     /// callbacks to run (a snapshot taken under the list lock: module docs).
-    pub(crate) fn request(&self, bits: u32) -> (Prior, Vec<Arc<CallbackCell>>) {
+    pub(crate) fn request(&self, bits: u32) -> (Prior, Snapshot) {
         self.callbacks.with(|list| {
             let old = self.state.fetch_or(bits, Ordering::SeqCst);
             let newly_interrupted = bits & INTERRUPT != 0
                 && old & INTERRUPT == 0
                 && self.life.load(Ordering::Acquire) & EXITED == 0;
             let to_run = if newly_interrupted {
-                list.iter().map(|(_, cell)| cell.clone()).collect()
+                list.iter()
+                    .map(|(_, cell)| {
+                        cell.pending.fetch_add(1, Ordering::AcqRel);
+                        cell.clone()
+                    })
+                    .collect()
             } else {
                 Vec::new()
             };
-            (Prior(old), to_run)
+            (Prior(old), Snapshot(to_run))
         })
     }
 
@@ -444,6 +501,7 @@ impl Control {
         let cell = Arc::new(CallbackCell {
             running: RawLock::new(),
             removed: std::sync::atomic::AtomicBool::new(false),
+            pending: AtomicU32::new(0),
             f: UnsafeCell::new(f),
         });
         let already = self.callbacks.with(|list| {
@@ -460,11 +518,31 @@ impl Control {
             let at = list.iter().position(|(i, _)| *i == id)?;
             Some(list.swap_remove(at).1)
         });
-        if let Some(cell) = removed {
-            // Waits for a run in progress, and stops runs from snapshots taken earlier.
+        let Some(cell) = removed else { return };
+        let mine = SNAPSHOT
+            .try_with(|s| {
+                s.borrow()
+                    .iter()
+                    .any(|&p| std::ptr::eq(p, Arc::as_ptr(&cell)))
+            })
+            .unwrap_or(false);
+        if mine {
+            // This thread holds a snapshot with it (a callback dropping another registration):
+            // waiting would wait for itself. The run is skipped instead.
             let _running = cell.running.guard();
             cell.removed.store(true, Ordering::Relaxed);
+            return;
         }
+        // No new snapshot can take it now; wait for the ones taken before to run it.
+        loop {
+            let n = cell.pending.load(Ordering::Acquire);
+            if n == 0 {
+                break;
+            }
+            futex::wait(&cell.pending, n, None);
+        }
+        // And for a run at registration (on the registering thread) still in progress.
+        drop(cell.running.guard());
     }
 
     /// Marks the thread as ended and waits for senders already in flight. Called by the thread

@@ -106,14 +106,19 @@ impl Drop for Restore<'_> {
     }
 }
 
+/// This process's id (`getpid(2)`, through std), asked each time: a fork child must see its
+/// own pid here, to tell that its copy of the parent's timer id names no timer.
+fn this_pid() -> libc::pid_t {
+    std::process::id() as libc::pid_t
+}
+
 /// The calling thread's timer and the pid it was created in (timers do not survive `fork`).
 struct TimerSlot(Cell<Option<(libc::timer_t, libc::pid_t)>>);
 
 impl Drop for TimerSlot {
     fn drop(&mut self) {
         if let Some((id, pid)) = self.0.get() {
-            // SAFETY: getpid has no preconditions.
-            if pid == unsafe { libc::getpid() } {
+            if pid == this_pid() {
                 // SAFETY: `id` is a timer this thread created in this process and not deleted.
                 unsafe { libc::timer_delete(id) };
             }
@@ -128,8 +133,7 @@ thread_local! {
 fn arm(inner: &Inner, at_ns: u64) -> io::Result<()> {
     let sig = crate::signal::ensure_installed()?;
     let id = TIMER.with(|slot| -> io::Result<libc::timer_t> {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = this_pid();
         if let Some((id, p)) = slot.0.get() {
             if p == pid {
                 return Ok(id);
@@ -174,11 +178,18 @@ fn arm(inner: &Inner, at_ns: u64) -> io::Result<()> {
 fn disarm() {
     let _ = TIMER.try_with(|slot| {
         if let Some((id, pid)) = slot.0.get() {
-            // SAFETY: getpid has no preconditions.
-            if pid == unsafe { libc::getpid() } {
-                // SAFETY: all-zero stops the timer; `id` is this thread's live timer.
-                let spec: libc::itimerspec = unsafe { std::mem::zeroed() };
-                // SAFETY: as above.
+            if pid == this_pid() {
+                // An all-zero `it_value` stops the timer.
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                let spec = libc::itimerspec {
+                    it_interval: zero,
+                    it_value: zero,
+                };
+                // SAFETY: `id` is this thread's live timer (created in this process, not
+                // deleted); `spec` is valid for the call.
                 unsafe { libc::timer_settime(id, 0, &spec, std::ptr::null_mut()) };
             }
         }

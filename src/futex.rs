@@ -27,8 +27,8 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<&libc::time
             FUTEX_BITSET_MATCH_ANY,
         )
     };
-    // SAFETY: reading errno right after the failed call, on the same thread.
-    !(r == -1 && unsafe { *libc::__errno_location() } == libc::ETIMEDOUT)
+    // errno is read right after the failed call, on the same thread.
+    !(r == -1 && nix::errno::Errno::last() == nix::errno::Errno::ETIMEDOUT)
 }
 
 /// Wakes up to `n` waiters on `word`.

@@ -243,24 +243,30 @@ pub(crate) fn request_with(
     // A deferring thread is not signalled: the signal would break calls that are not
     // killable's (std's, C's) with EINTR. The bit waits for its next killable call, which
     // cannot come before its guard is dropped.
+    let panic = run_callbacks(to_run);
     let sent = if old.deferring() {
         installed.map(drop)
     } else {
         installed.and_then(|sig| send(inner, sig))
     };
-    run_callbacks(to_run);
+    resume(panic);
     sent
 }
 
-/// Runs interrupt callbacks, each exactly once even if another panics; then resumes the first
-/// panic, if any.
-pub(crate) fn run_callbacks(cells: Vec<std::sync::Arc<crate::control::CallbackCell>>) {
-    let mut panic = None;
-    for cell in cells {
-        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cell.run())) {
-            panic.get_or_insert(p);
-        }
-    }
+/// A panic caught in an interrupt callback, to be resumed once the interrupt is complete.
+pub(crate) type CallbackPanic = Option<Box<dyn std::any::Any + Send>>;
+
+/// Runs interrupt callbacks, each exactly once even if another panics; returns the first panic,
+/// for `resume` once the signal has been sent too.
+///
+/// They run before the signal is sent: a target waiting in a killable call cannot wake, finish
+/// and drop its registration before its callbacks have run.
+pub(crate) fn run_callbacks(snapshot: crate::control::Snapshot) -> CallbackPanic {
+    snapshot.run()
+}
+
+/// Resumes a callback's panic, if there was one.
+pub(crate) fn resume(panic: CallbackPanic) {
     if let Some(p) = panic {
         std::panic::resume_unwind(p);
     }

@@ -87,6 +87,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+
 use crate::control::{Control, INTERRUPT, Inner, RUNNING};
 use crate::errors::Interrupted;
 use crate::futex;
@@ -357,14 +359,14 @@ fn install_filter() -> i32 {
         len: p.len() as u16,
         filter: p.as_ptr() as *mut libc::sock_filter,
     };
-    // SAFETY: prctl and seccomp are plain system calls; `prog` points to a program of `len`
-    // instructions that lives for the whole process and that the kernel copies.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0
-        {
-            return *libc::__errno_location();
-        }
+    // nix's `set_no_new_privs` is the bare `prctl` and an errno read: no allocation, no lock.
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        return e as i32;
+    }
+    // SAFETY: seccomp is a plain system call (nix has no wrapper); `prog` points to a program of
+    // `len` instructions that lives for the whole process and that the kernel copies.
+    if unsafe { libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) } != 0 {
+        return Errno::last_raw();
     }
     0
 }
@@ -483,7 +485,7 @@ pub(crate) fn seal_async(this: &Inner) -> io::Result<()> {
     loop {
         match word {
             SEALED => {
-                crate::interrupt::run_callbacks(callbacks);
+                crate::interrupt::resume(crate::interrupt::run_callbacks(callbacks));
                 return Ok(());
             }
             // Already requested: signal again (the thread may not have seen it yet).
@@ -502,8 +504,9 @@ pub(crate) fn seal_async(this: &Inner) -> io::Result<()> {
             },
         }
     }
+    let panic = crate::interrupt::run_callbacks(callbacks);
     let sent = send(inner, sig);
-    crate::interrupt::run_callbacks(callbacks);
+    crate::interrupt::resume(panic);
     sent
 }
 

@@ -31,9 +31,12 @@
 //! first asks the kill-region code whether the interrupted code is the innermost region's own
 //! (`kill.rs` explains the verdict); only then does the C entry jump.
 
-use std::io;
+use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+use nix::errno::Errno;
+use nix::sys::signal::SigSet;
 
 use crate::control::{DEADLINE, Inner, current_ptr, init_fork_handlers, pid};
 use crate::syscall;
@@ -81,12 +84,16 @@ pub(crate) fn send_marked(tid: libc::pid_t, sig: libc::c_int) -> libc::c_long {
     unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid(), tid, sig, &info) }
 }
 
-/// 64 random bits for `SECRET`.
+/// 64 random bits for `SECRET`, from the kernel's CSPRNG (`/dev/urandom`; std's `RandomState`
+/// makes no promise of unpredictability, and nix has no `getrandom`). Called from `install`,
+/// never from a handler; the handler is installed before any thread can be sealed, so the
+/// seal's ban on `read` does not apply here.
 fn draw_secret() -> usize {
-    let mut v: usize = 0;
-    // SAFETY: getrandom writes at most 8 bytes into `v`.
-    let n = unsafe { libc::getrandom((&raw mut v).cast(), std::mem::size_of::<usize>(), 0) };
-    if n != std::mem::size_of::<usize>() as isize || v == 0 {
+    let mut bytes = [0u8; std::mem::size_of::<usize>()];
+    let mut v = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_or(0, |()| usize::from_ne_bytes(bytes));
+    if v == 0 {
         // No entropy source: the clock and an address still make a forged value improbable.
         let t = crate::time::now_ns() as usize;
         v = t.rotate_left(17) ^ (&raw const v as usize) ^ 0x6b69_6c6c_6162_6c65;
@@ -208,9 +215,8 @@ pub(crate) fn ensure_installed() -> io::Result<libc::c_int> {
     }
     // Read after INSTALLED (Acquire): the signal cannot change once the handler is installed.
     let sig = SIGNAL.load(Ordering::Relaxed);
-    // SAFETY: sigaction is plain data; we only query the current action into it.
-    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
+    let mut cur = action(libc::SIG_DFL, 0);
+    // SAFETY: only queries the current action into `cur`, a valid, writable sigaction.
     unsafe { libc::sigaction(sig, std::ptr::null(), &mut cur) };
     if cur.sa_sigaction != killable_signal_entry as *const () as usize {
         return Err(io::Error::other(format!(
@@ -231,11 +237,9 @@ fn install() -> io::Result<libc::c_int> {
     // The fork handlers keep the cached pid right in children.
     init_fork_handlers();
     SECRET.store(draw_secret(), Ordering::Relaxed);
-    // SAFETY: getuid has no preconditions.
-    UID.store(unsafe { libc::getuid() }, Ordering::Relaxed);
-    // SAFETY: sigaction is plain data; zeroed is a valid value to query into.
-    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: querying the current action.
+    UID.store(nix::unistd::getuid().as_raw(), Ordering::Relaxed);
+    let mut old = action(libc::SIG_DFL, 0);
+    // SAFETY: only queries the current action into `old`, a valid, writable sigaction.
     if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -246,12 +250,13 @@ fn install() -> io::Result<libc::c_int> {
     // SAFETY: `handler` has the signature the C side expects and lives for the whole program;
     // it is published before the entry can run.
     unsafe { killable_set_rust_handler(handler) };
-    // SAFETY: as above.
-    let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-    new.sa_sigaction = killable_signal_entry as *const () as usize;
     // NOT SA_RESTART: a blocked system call must return EINTR, not be restarted (module docs).
-    new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-    // SAFETY: `new` is fully initialised; the handler is async-signal-safe.
+    let new = action(
+        killable_signal_entry as *const () as usize,
+        libc::SA_SIGINFO | libc::SA_ONSTACK,
+    );
+    // SAFETY: `new` is fully initialised and names the C entry, which has the three-argument
+    // SA_SIGINFO signature; the handler is async-signal-safe.
     if unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) } != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -259,20 +264,36 @@ fn install() -> io::Result<libc::c_int> {
     Ok(sig)
 }
 
+/// A `sigaction` running `handler` (an address, `SIG_DFL` or `SIG_IGN`) with `flags` and an
+/// empty mask, built field by field rather than with `mem::zeroed`. Async-signal-safe
+/// (`sigemptyset` only). Shared with the overflow handler (stack.rs).
+///
+/// nix's `SigAction::new` does not fit: on glibc it leaves `sa_restorer` uninitialised, and
+/// nix's `sigaction` takes only the standard signals, not the real-time ones killable's signal
+/// may be, nor a query without a new action.
+pub(crate) fn action(handler: libc::sighandler_t, flags: libc::c_int) -> libc::sigaction {
+    libc::sigaction {
+        sa_sigaction: handler,
+        sa_mask: *SigSet::empty().as_ref(),
+        sa_flags: flags,
+        sa_restorer: None,
+    }
+}
+
 /// Saves errno on creation and restores it on drop (signal handlers must preserve it).
+/// Async-signal-safe: nix's `Errno::last_raw` and `Errno::set_raw` only read and write
+/// through `__errno_location`.
 pub(crate) struct ErrnoGuard(libc::c_int);
 
 impl ErrnoGuard {
     pub(crate) fn new() -> ErrnoGuard {
-        // SAFETY: __errno_location always returns this thread's errno.
-        ErrnoGuard(unsafe { *libc::__errno_location() })
+        ErrnoGuard(Errno::last_raw())
     }
 }
 
 impl Drop for ErrnoGuard {
     fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { *libc::__errno_location() = self.0 };
+        Errno::set_raw(self.0);
     }
 }
 

@@ -11,11 +11,14 @@
 //! waits on that futex word, then `pthread_join`s to reclaim the thread's resources.
 
 use std::cell::UnsafeCell;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::mem::MaybeUninit;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+
+use nix::sched::CpuSet;
+use nix::unistd::{SysconfVar, sysconf};
 
 use crate::control::{CURRENT, INTERRUPT, Inner, exit_protocol, never_started};
 use crate::join_handle::{JoinHandle, Packet};
@@ -189,12 +192,14 @@ impl Builder {
             ));
         }
         if let Some(set) = &cpus {
-            // SAFETY: `set` is a valid cpu_set_t whose size is passed.
+            // SAFETY: `attr` is initialised; `set` points to a live `CpuSet`, which is a
+            // `cpu_set_t` (checked at compile time above `cpu_set`), and its size is passed.
+            // nix has no wrapper for pthread attributes.
             let r = unsafe {
                 libc::pthread_attr_setaffinity_np(
                     &mut attr.0,
-                    std::mem::size_of::<libc::cpu_set_t>(),
-                    set,
+                    std::mem::size_of::<CpuSet>(),
+                    (set as *const CpuSet).cast::<libc::cpu_set_t>(),
                 )
             };
             if r != 0 {
@@ -290,18 +295,29 @@ where
     Builder::new().spawn(f).expect("failed to spawn thread")
 }
 
-fn cpu_set(cpus: &[usize]) -> io::Result<libc::cpu_set_t> {
+// nix's `CpuSet` is `#[repr(transparent)]` over `libc::cpu_set_t` (its source says so and its
+// own `sched_setaffinity` passes the inner set with `size_of::<CpuSet>()`), but the field is
+// private, so the layout is checked here: a change in nix fails the build instead of handing
+// `pthread_attr_setaffinity_np` a different struct.
+const _: () = assert!(
+    std::mem::size_of::<CpuSet>() == std::mem::size_of::<libc::cpu_set_t>()
+        && std::mem::align_of::<CpuSet>() == std::mem::align_of::<libc::cpu_set_t>()
+);
+
+fn cpu_set(cpus: &[usize]) -> io::Result<CpuSet> {
     if cpus.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "affinity: the CPU set is empty",
         ));
     }
-    // SAFETY: sysconf has no preconditions.
-    let configured = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
-    let limit = configured.min(libc::CPU_SETSIZE as usize);
-    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let configured = sysconf(SysconfVar::_NPROCESSORS_CONF)
+        .ok()
+        .flatten()
+        .unwrap_or(1)
+        .max(1) as usize;
+    let limit = configured.min(CpuSet::count());
+    let mut set = CpuSet::new();
     for &cpu in cpus {
         if cpu >= limit {
             return Err(io::Error::new(
@@ -312,8 +328,8 @@ fn cpu_set(cpus: &[usize]) -> io::Result<libc::cpu_set_t> {
                 ),
             ));
         }
-        // SAFETY: `cpu` is below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // Cannot fail: `cpu` is below `CpuSet::count()`.
+        set.set(cpu).map_err(io::Error::from)?;
     }
     Ok(set)
 }
@@ -426,6 +442,9 @@ fn set_os_name(name: &CString) {
     }
     let mut buf = [0u8; OS_NAME_MAX + 1];
     buf[..end].copy_from_slice(&name.as_bytes()[..end]);
-    // SAFETY: `buf` is NUL-terminated and at most 16 bytes, as PR_SET_NAME requires.
-    unsafe { libc::prctl(libc::PR_SET_NAME, buf.as_ptr()) };
+    // `buf` ends with a NUL (the name has none: it was a CString), and holds at most 16 bytes,
+    // as PR_SET_NAME requires. Naming is best effort, like std's: a failure is ignored.
+    if let Ok(name) = CStr::from_bytes_until_nul(&buf) {
+        let _ = nix::sys::prctl::set_name(name);
+    }
 }

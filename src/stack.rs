@@ -14,10 +14,14 @@
 //! pointer: one load, no allocation, no lock, so the handler is async-signal-safe.
 
 use std::io;
+use std::os::fd::AsFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nix::unistd::{SysconfVar, sysconf};
+
 use crate::control::{Inner, current_ptr, gettid};
+use crate::signal::action;
 
 pub(crate) const DEFAULT_STACK_SIZE: usize = 2 * 1024 * 1024;
 
@@ -27,8 +31,11 @@ pub(crate) fn page_size() -> usize {
     if p != 0 {
         return p;
     }
-    // SAFETY: sysconf has no preconditions.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // Linux always reports a page size; 4096 only keeps the arithmetic sane if it ever did not.
+    let p = sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |p| p as usize);
     PAGE.store(p, Ordering::Relaxed);
     p
 }
@@ -57,8 +64,11 @@ pub(crate) fn min_stack_size(attr: *const libc::pthread_attr_t) -> usize {
     match f {
         // SAFETY: `attr` is an initialised attribute object (caller's contract, checked below).
         Some(f) => unsafe { f(attr) },
-        // SAFETY: sysconf has no preconditions.
-        None => (unsafe { libc::sysconf(libc::_SC_THREAD_STACK_MIN) }).max(16384) as usize,
+        None => sysconf(SysconfVar::PTHREAD_STACK_MIN)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            .max(16384) as usize,
     }
 }
 
@@ -236,18 +246,18 @@ pub(crate) fn install_overflow_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         for (sig, prev) in [(libc::SIGSEGV, &PREV_SEGV), (libc::SIGBUS, &PREV_BUS)] {
-            // SAFETY: sigaction is plain data; zeroed is a valid (default) action.
-            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
-            // SAFETY: querying the current action into a valid struct.
+            let mut old = action(libc::SIG_DFL, 0);
+            // SAFETY: only queries the current action into `old`, a valid, writable sigaction.
             unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) };
             // The previous action is published before our handler can run, so the handler
             // never sees it missing.
             let _ = prev.set(old);
-            // SAFETY: as above.
-            let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
-            new.sa_sigaction = overflow_handler as *const () as usize;
-            new.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-            // SAFETY: `new` is fully initialised and the handler is async-signal-safe.
+            let new = action(
+                overflow_handler as *const () as usize,
+                libc::SA_SIGINFO | libc::SA_ONSTACK,
+            );
+            // SAFETY: `new` is fully initialised and names `overflow_handler`, which has the
+            // three-argument SA_SIGINFO signature and is async-signal-safe.
             unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) };
         }
     });
@@ -267,9 +277,11 @@ fn format_decimal(n: i32, buf: &mut [u8; 12]) -> &[u8] {
     }
 }
 
+/// Async-signal-safe: `io::stderr()` returns a handle to a static (no allocation), its
+/// `as_fd` borrows descriptor 2 without taking the handle's lock, and nix's `write` is the one
+/// system call. A short or failed write is ignored on this path.
 fn write_stderr(bytes: &[u8]) {
-    // SAFETY: write(2) on a valid buffer; a short or failed write is ignored on this path.
-    unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+    let _ = nix::unistd::write(io::stderr().as_fd(), bytes);
 }
 
 /// Async-signal-safe: reads one thread-local pointer and two atomics, then either aborts or
@@ -301,8 +313,8 @@ extern "C" fn overflow_handler(
             write_stderr(
                 b") has overflowed its stack\nfatal runtime error: stack overflow, aborting\n",
             );
-            // SAFETY: abort is async-signal-safe and never returns.
-            unsafe { libc::abort() };
+            // std's abort is the C library's `abort`, which is async-signal-safe.
+            std::process::abort();
         }
     }
     let prev = if sig == libc::SIGSEGV {
@@ -313,10 +325,9 @@ extern "C" fn overflow_handler(
     if !prev.is_some_and(|p| crate::signal::call_previous(p, sig, info, ctx)) {
         // Restore the default action and return: the faulting instruction runs again and the
         // process dies of the signal, as it would have without us.
-        // SAFETY: sigaction is plain data; zeroed with SIG_DFL is the default action.
-        let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
-        dfl.sa_sigaction = libc::SIG_DFL;
-        // SAFETY: sigaction(2) is async-signal-safe.
+        let dfl = action(libc::SIG_DFL, 0);
+        // SAFETY: `dfl` is fully initialised (the default action); sigaction(2) is
+        // async-signal-safe.
         unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
     }
 }

@@ -409,14 +409,14 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
     if let Some(status) = child.try_wait()? {
         return Ok(status);
     }
-    // SAFETY: siginfo_t is plain data; waitid fills it.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // Only written by waitid, never read: `WNOWAIT` leaves the child for `child.wait()` below.
+    let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
     call(
         libc::SYS_waitid,
         [
             libc::P_PID as libc::c_long,
             child.id() as libc::c_long,
-            (&raw mut info) as libc::c_long,
+            info.as_mut_ptr() as libc::c_long,
             (libc::WEXITED | libc::WNOWAIT) as libc::c_long,
             0,
             0,

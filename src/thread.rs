@@ -14,6 +14,9 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use nix::sched::{CpuSet, sched_getaffinity};
+use nix::unistd::Pid;
+
 use crate::control::{Inner, RUNNING};
 use crate::diagnose::Diagnosis;
 
@@ -151,21 +154,11 @@ impl Thread {
         // Pinned: the thread cannot finish exiting during the call, so `tid` is still its id
         // and not that of a thread that reused it.
         let set = crate::control::with_live_tid(&self.inner, |tid| {
-            // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            // SAFETY: `set` is writable and its size is passed.
-            let r = unsafe {
-                libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
-            };
-            if r != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(set)
+            sched_getaffinity(Pid::from_raw(tid)).map_err(io::Error::from)
         })
         .ok_or_else(|| crate::diagnose::not_live_error(&self.inner))??;
-        Ok((0..libc::CPU_SETSIZE as usize)
-            // SAFETY: `i` is below CPU_SETSIZE, the set's capacity.
-            .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
+        Ok((0..CpuSet::count())
+            .filter(|&i| set.is_set(i).unwrap_or(false))
             .collect())
     }
 

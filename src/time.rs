@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use nix::time::{ClockId, clock_gettime};
+
 /// Converts an `Instant` to the `CLOCK_MONOTONIC` timespec it stands for.
 ///
 /// std's `Instant` is `CLOCK_MONOTONIC` on Linux; we rebuild the absolute value from the
@@ -37,14 +39,22 @@ fn add_ts(ts: libc::timespec, secs: i64, nanos: i64) -> (i64, i64) {
     (s.max(0), if s < 0 { 0 } else { n })
 }
 
+/// `CLOCK_MONOTONIC` now. Async-signal-safe: nix's `clock_gettime` is the one call, into a
+/// local, with no allocation.
 pub(crate) fn monotonic_now() -> libc::timespec {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts
+    clock_now(ClockId::CLOCK_MONOTONIC)
+}
+
+/// The clock's time, or zero if the clock cannot be read (never, for the clocks used here,
+/// which always exist on Linux).
+fn clock_now(clock: ClockId) -> libc::timespec {
+    clock_gettime(clock).map_or(
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        |t| *t.as_ref(),
+    )
 }
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (async-signal-safe: one `clock_gettime`).
@@ -67,12 +77,7 @@ pub(crate) fn abs_deadline(timeout: Option<Duration>) -> Option<libc::timespec> 
 
 /// `CLOCK_REALTIME` now plus `d` (what `pthread_timedjoin_np` takes).
 pub(crate) fn realtime_after(d: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let now = clock_now(ClockId::CLOCK_REALTIME);
     let nanos = now.tv_nsec as u64 + d.subsec_nanos() as u64;
     let secs = (d.as_secs().min(i64::MAX as u64 / 2) as i64)
         .saturating_add(now.tv_sec)

@@ -407,3 +407,57 @@ fn regression_kill_merged_with_an_applications_signal() {
         },
     );
 }
+
+/// Exactly once: a target that sees its interrupt flag, returns and drops its registration at
+/// once still has its callback run by the interrupter (the drop waits for the run).
+#[test]
+fn regression_callback_runs_once_even_if_the_target_drops_it_at_once() {
+    for round in 0..500 {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let r = runs.clone();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let h = killable::spawn(move || {
+            let _cb = killable::on_interrupt(move || {
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            ready_tx.send(()).unwrap();
+            while killable::check().is_ok() {
+                std::hint::spin_loop();
+            }
+        });
+        ready_rx.recv().unwrap();
+        h.interrupt();
+        h.join().unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "round {round}");
+    }
+}
+
+/// A callback that drops another registration of the same thread, whose run the same
+/// interrupter still holds: no deadlock, and the dropped one does not run afterwards.
+#[test]
+fn regression_callback_dropping_another_registration() {
+    in_child(
+        "regression_callback_dropping_another_registration",
+        LIMIT,
+        || {
+            let b_ran = Arc::new(AtomicBool::new(false));
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let b2 = b_ran.clone();
+            let h = killable::spawn(move || {
+                let slot: Arc<std::sync::Mutex<Option<killable::InterruptCallback>>> =
+                    Arc::new(std::sync::Mutex::new(None));
+                let s = slot.clone();
+                let _a = killable::on_interrupt(move || drop(s.lock().unwrap().take()));
+                *slot.lock().unwrap() = Some(killable::on_interrupt(move || {
+                    b2.store(true, Ordering::SeqCst)
+                }));
+                ready_tx.send(()).unwrap();
+                killable::park()
+            });
+            ready_rx.recv().unwrap();
+            h.interrupt();
+            assert!(h.join().unwrap().is_err());
+            assert!(!b_ran.load(Ordering::SeqCst), "ran after its drop returned");
+        },
+    );
+}
