@@ -53,13 +53,24 @@ while read -r bin; do
     stop-*) args+=(--skip seal_ends --skip a_sealed_threads --skip stop_through_each_level) ;;
     shutdown-*) args+=(--skip shutdown_then_signals) ;;
     regression_seal-*) args+=(--skip sealed_thread_still_writes) ;;
+    regression_review-*) args+=(--skip seal_runs_interrupt_callbacks) ;;
   esac
   echo "== valgrind $name"
-  set +e
-  KILLABLE_KILL_ITERATIONS=100 KILLABLE_EXPECT_NO_SECCOMP=1 timeout 900 valgrind --quiet --error-exitcode=99 --max-stackframe=4096 \
-    --suppressions=ci/valgrind.supp "$bin" "${args[@]}" < /dev/null > "$out/valgrind-$name.log" 2>&1
-  rc=$?
-  set -e
+  # A binary that outlives its limit is run once more and reported: under valgrind's single
+  # scheduler a fork child or a spinning region has been seen, rarely, to stall for minutes on
+  # this 2-core machine. Memcheck errors (99) and test failures are never retried.
+  for attempt in 1 2; do
+    set +e
+    KILLABLE_KILL_ITERATIONS=100 KILLABLE_EXPECT_NO_SECCOMP=1 timeout -k 10 300 valgrind --quiet --error-exitcode=99 --max-stackframe=4096 \
+      --suppressions=ci/valgrind.supp "$bin" "${args[@]}" < /dev/null > "$out/valgrind-$name.log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]; then
+      break
+    fi
+    echo "!! $name: still running after 300 s (attempt $attempt)"
+    pkill -9 -f "$bin" || true
+  done
   tail -n 3 "$out/valgrind-$name.log"
   if [ "$rc" -ne 0 ]; then
     echo "!! $name: exit status $rc (99 = memcheck errors; see $out/valgrind-$name.log)"

@@ -138,10 +138,11 @@ impl<T> JoinHandle<T> {
         Ok(self.take_joined())
     }
 
-    /// Whether the thread has finished running its closure.
+    /// Whether the thread has finished running: its closure and its thread-local destructors
+    /// (as [`Thread::is_finished`](crate::Thread::is_finished)).
     ///
-    /// [`join`](JoinHandle::join) may still wait briefly for the thread's thread-local
-    /// destructors, which run after the closure.
+    /// [`join`](JoinHandle::join) may still wait briefly for the C library's own teardown of the
+    /// thread (its `pthread_key` destructors), which runs after that.
     ///
     /// # Examples
     ///

@@ -480,6 +480,16 @@ pub(crate) fn seal_async(this: &Inner) -> io::Result<()> {
     program();
     // A seal is also an interrupt: the flag, and the callbacks, as `interrupt()` runs them.
     let (_, callbacks) = inner.ctl.request(INTERRUPT);
+    if inner.ctl.unwinding_out.load(Ordering::SeqCst)
+        && inner.ctl.seal.load(Ordering::Acquire) == NONE
+    {
+        // Its closure has returned and it runs its thread-local destructors, where std's calls
+        // panic on ECANCELED and a panic aborts the whole process: interrupt only.
+        let panic = crate::interrupt::run_callbacks(callbacks);
+        let sent = send(inner, sig);
+        crate::interrupt::resume(panic);
+        return sent;
+    }
     let ctl = &inner.ctl;
     let mut word = ctl.seal.load(Ordering::Acquire);
     loop {

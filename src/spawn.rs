@@ -1,4 +1,5 @@
-//! `Builder`, `spawn` and `JoinHandle`: threads created with `pthread_create`.
+//! `Builder` and `spawn`: threads created with `pthread_create` (their handle is in
+//! `join_handle.rs`).
 //!
 //! # Internal workings
 //!
@@ -7,8 +8,13 @@
 //! `pthread_create` fails (pthread functions return their error; they do not set errno). The
 //! start routine publishes the kernel tid, names the thread from inside, installs an alternate
 //! signal stack, runs the closure under `catch_unwind` (a panic never crosses the `extern "C"`
-//! boundary), stores the result, and finally sets `Inner::done` and wakes the joiners. `join`
-//! waits on that futex word, then `pthread_join`s to reclaim the thread's resources.
+//! boundary) and stores the result. Before the closure it registers an exit guard in a
+//! thread-local; registered first, its destructor is the last thread-local destructor to run
+//! (the C library runs them in reverse order), and it sets `Inner::done` and wakes the joiners.
+//! So a thread counts as finished only once its thread-local destructors have run. Once the
+//! closure has returned the thread is interrupted but never sealed (`Control::unwinding_out`):
+//! std's calls panic on `ECANCELED`, and a panic in a thread-local destructor aborts the
+//! process. `join` waits on `done`, then `pthread_join`s to reclaim the thread's resources.
 
 use std::cell::UnsafeCell;
 use std::ffi::{CStr, CString};
@@ -399,6 +405,7 @@ where
     let _ = EXIT.try_with(|slot| *slot.borrow_mut() = exit.take());
 
     let result = panic::catch_unwind(AssertUnwindSafe(f));
+    inner.ctl.unwinding_out.store(true, Ordering::SeqCst);
     // SAFETY: only this thread writes the cell, and before `done` is published (see Packet).
     unsafe { *packet.result.get() = Some(result) };
     drop(packet);

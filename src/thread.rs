@@ -114,10 +114,12 @@ impl Thread {
         ThreadId(self.inner.id)
     }
 
-    /// Whether the thread has finished running (its closure returned or panicked).
+    /// Whether the thread has finished running: its closure returned or panicked and its
+    /// thread-local destructors have run (so a destructor that blocks keeps it running, and
+    /// `stop` can still interrupt it there).
     ///
     /// For a thread killable did not create, this turns true when its thread-locals are torn
-    /// down at exit.
+    /// down at exit. C-level `pthread_key` destructors run after that, unseen.
     ///
     /// # Examples
     ///

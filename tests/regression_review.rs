@@ -461,3 +461,47 @@ fn regression_callback_dropping_another_registration() {
         },
     );
 }
+
+thread_local! {
+    static STD_SLEEPER: std::cell::RefCell<Option<StdSleeper>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+static STD_SLEEPING: AtomicBool = AtomicBool::new(false);
+
+/// A thread-local destructor that sleeps with std's `sleep`, which panics on `ECANCELED`.
+struct StdSleeper;
+
+impl Drop for StdSleeper {
+    fn drop(&mut self) {
+        STD_SLEEPING.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// `stop` must not seal a thread that runs its thread-local destructors: std's calls would
+/// panic there, and a panic in a thread-local destructor aborts the whole process.
+#[test]
+fn regression_stop_never_seals_a_thread_in_its_destructors() {
+    in_child(
+        "regression_stop_never_seals_a_thread_in_its_destructors",
+        LIMIT,
+        || {
+            let h = killable::spawn(|| STD_SLEEPER.with(|s| *s.borrow_mut() = Some(StdSleeper)));
+            wait_until(WAIT, "the destructor", || {
+                STD_SLEEPING.load(Ordering::SeqCst)
+            });
+            let h = match h.stop(Duration::from_millis(400)) {
+                Ok(r) => {
+                    r.unwrap();
+                    return;
+                }
+                Err(stuck) => stuck.into_handle(),
+            };
+            let r = h
+                .join_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("the destructor never ended"));
+            r.unwrap();
+        },
+    );
+}
