@@ -1,11 +1,10 @@
 //! Sealing std's blocking calls, siblings unaffected, `stop` through each level, `diagnose`.
 
-use std::cell::Cell;
 use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use killable::Killed;
@@ -18,28 +17,6 @@ impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
-}
-
-thread_local! {
-    /// Set on a thread that is about to panic on purpose.
-    static PANICS_ON_PURPOSE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the calling thread as one that panics on purpose, so that its panic does not print a
-/// message and a backtrace that look like a failure. The hook that does it is installed once
-/// and is process-wide while tests run in parallel: it silences only threads marked here and
-/// hands every other panic to the previous hook.
-fn panics_on_purpose() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !PANICS_ON_PURPOSE.try_with(Cell::get).unwrap_or(false) {
-                previous(info);
-            }
-        }));
-    });
-    PANICS_ON_PURPOSE.with(|p| p.set(true));
 }
 
 /// Spawns `f` holding a drop guard, waits until it blocks, seals it; returns its result and
@@ -95,7 +72,7 @@ fn seal_ends_std_read_line_on_a_pipe() {
 #[test]
 fn seal_ends_std_thread_sleep() {
     let (r, dropped) = seal_blocked(|| {
-        panics_on_purpose();
+        testkit::panics_on_purpose();
         std::thread::sleep(Duration::from_secs(3600))
     });
     // std's sleep asserts that nanosleep only fails with EINTR: it panics, and unwinds.

@@ -1,9 +1,8 @@
 //! Thread creation, naming, stacks, affinity, joining and the registry.
 
-use std::cell::Cell;
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Once, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use killable::Builder;
@@ -13,28 +12,6 @@ fn comm(tid: i32) -> String {
         .unwrap()
         .trim_end()
         .to_owned()
-}
-
-thread_local! {
-    /// Set on a thread that is about to panic on purpose.
-    static PANICS_ON_PURPOSE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Marks the calling thread as one that panics on purpose, so that its panic does not print a
-/// message and a backtrace that look like a failure. The hook that does it is installed once
-/// and is process-wide while tests run in parallel: it silences only threads marked here and
-/// hands every other panic to the previous hook.
-fn panics_on_purpose() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !PANICS_ON_PURPOSE.try_with(Cell::get).unwrap_or(false) {
-                previous(info);
-            }
-        }));
-    });
-    PANICS_ON_PURPOSE.with(|p| p.set(true));
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -62,14 +39,14 @@ fn values_and_panics_reach_join() {
     let ok = killable::spawn(|| String::from("value"));
     assert_eq!(ok.join().unwrap(), "value");
     let bad = killable::spawn(|| -> u32 {
-        panics_on_purpose();
+        testkit::panics_on_purpose();
         std::panic::panic_any(17u32)
     });
     let payload = bad.join().unwrap_err();
     assert_eq!(payload.downcast_ref::<u32>(), Some(&17));
     let n = std::hint::black_box(5);
     let fmt = killable::spawn(move || -> () {
-        panics_on_purpose();
+        testkit::panics_on_purpose();
         panic!("formatted {n}")
     });
     let payload = fmt.join().unwrap_err();

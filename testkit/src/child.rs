@@ -82,3 +82,28 @@ pub fn in_child(name: &str, limit: Duration, body: impl FnOnce()) {
         None => panic!("{name} hung in its child (killed after {limit:?}):\n{text}"),
     }
 }
+
+thread_local! {
+    /// Set on a thread that is about to panic on purpose.
+    static PANICS_ON_PURPOSE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks the calling thread as one that panics on purpose, so that its panic does not print a
+/// message and a backtrace that look like a failure. The hook that does it is installed once
+/// and is process-wide while tests run in parallel: it silences only threads marked here and
+/// hands every other panic to the previous hook.
+pub fn panics_on_purpose() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PANICS_ON_PURPOSE
+                .try_with(std::cell::Cell::get)
+                .unwrap_or(false)
+            {
+                previous(info);
+            }
+        }));
+    });
+    PANICS_ON_PURPOSE.with(|p| p.set(true));
+}
