@@ -575,9 +575,8 @@ impl Control {
 /// Every per-tid operation (a signal, a `/proc` read, `sched_getaffinity`) goes through here.
 pub(crate) fn with_live_tid<R>(inner: &Inner, f: impl FnOnce(libc::pid_t) -> R) -> Option<R> {
     // Dekker with `Inner::publish_tid` and the start routine (spawn.rs): a request set before
-    // this point (a bit, a seal request) is seen by the thread's first check if the tid is not
-    // published yet. The fence orders the caller's earlier stores, whatever their ordering.
-    std::sync::atomic::fence(Ordering::SeqCst);
+    // this point with a SeqCst read-modify-write (a request bit; a seal request, followed by a
+    // fence in `seal_async`) is seen by the thread's first check if the tid is not published.
     let tid = inner.tid.load(Ordering::SeqCst);
     if tid <= 0 || !inner.in_this_process() {
         return None;
@@ -704,17 +703,24 @@ pub(crate) fn mark_lost(inner: &Inner) {
 /// control block exists (adoption, spawn, the handler's install).
 pub(crate) fn init_fork_handlers() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: the three handlers are `extern "C"` functions with no arguments that live for
-        // the whole program.
-        let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-        assert_eq!(
-            r,
-            0,
-            "pthread_atfork failed: {}",
-            std::io::Error::from_raw_os_error(r)
-        );
-    });
+    ONCE.call_once(|| register_atfork(prepare, parent, child));
+}
+
+/// Registers three fork handlers with `pthread_atfork` (here and in `registry.rs`).
+pub(crate) fn register_atfork(
+    prepare: extern "C" fn(),
+    parent: extern "C" fn(),
+    child: extern "C" fn(),
+) {
+    // SAFETY: the three handlers are `extern "C"` functions with no arguments that live for the
+    // whole program.
+    let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+    assert_eq!(
+        r,
+        0,
+        "pthread_atfork failed: {}",
+        std::io::Error::from_raw_os_error(r)
+    );
 }
 
 /// The calling thread's `Inner` in a fork handler, if it has one.

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::Once;
 use std::sync::atomic::Ordering;
 
-use crate::control::{Inner, current_ptr, init_fork_handlers, mark_lost};
+use crate::control::{Inner, current_ptr, init_fork_handlers, mark_lost, register_atfork};
 use crate::futex::RawLock;
 use crate::thread::Thread;
 
@@ -63,17 +63,7 @@ pub(crate) fn init() {
     // they were registered, so the forking thread's tid is fixed before the map is cleaned.
     init_fork_handlers();
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: the three handlers are `extern "C"` functions with no arguments that live for
-        // the whole program.
-        let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-        assert_eq!(
-            r,
-            0,
-            "pthread_atfork failed: {}",
-            std::io::Error::from_raw_os_error(r)
-        );
-    });
+    ONCE.call_once(|| register_atfork(prepare, parent, child));
 }
 
 extern "C" fn prepare() {

@@ -514,6 +514,9 @@ pub(crate) fn seal_async(this: &Inner) -> io::Result<()> {
             },
         }
     }
+    // Pairs with the fence in the start routine (spawn.rs): either the thread, once started,
+    // sees the request, or `send` below sees its published tid.
+    std::sync::atomic::fence(Ordering::SeqCst);
     let panic = crate::interrupt::run_callbacks(callbacks);
     let sent = send(inner, sig);
     crate::interrupt::resume(panic);

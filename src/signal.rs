@@ -25,7 +25,14 @@
 //! the same arguments; if it was `SIG_DFL` or `SIG_IGN` the signal is ignored (so a stray
 //! `kill -USR1` no longer terminates the process once killable has installed its handler).
 //!
-//! For our signals, the handler looks at the interrupted program counter in the `ucontext`: if
+//! After that, on every delivery, ours or not, the handler acts on the thread's own control
+//! block. The mark decides only what is chained: acting on the control block is driven by
+//! requests that only a real interrupter can set, so a forged signal can at most cause a
+//! spurious wake-up, which the Rust side retries. It is needed because a standard signal is
+//! queued once: an application's pending SIGUSR1 makes the kernel drop killable's, and the one
+//! delivery left must serve both.
+//!
+//! Then the handler looks at the interrupted program counter in the `ucontext`: if
 //! it lies in the stub's `[begin, end)` the thread had not entered the kernel yet, and the
 //! handler moves it to the stub's cancel label, which returns `-EINTR`. With a kill pending it
 //! first asks the kill-region code whether the interrupted code is the innermost region's own

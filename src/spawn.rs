@@ -382,7 +382,7 @@ where
     CURRENT.with(|c| c.set(inner));
     // A seal requested before the tid was published sent no signal, and one whose signal landed
     // before CURRENT was set found no control block: install it now. The fence pairs with the
-    // one in `with_live_tid` (the sealer stores its request, fences, then reads the tid).
+    // one in `seal_async` (the sealer stores its request, fences, then reads the tid).
     std::sync::atomic::fence(Ordering::SeqCst);
     crate::seal::on_signal(&inner.ctl);
     // A thread inherits its creator's signal mask; a creator that blocked killable's signal
