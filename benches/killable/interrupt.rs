@@ -69,6 +69,36 @@ extern "C" fn noop(_: libc::c_int) {}
 
 fn latency(opts: &Opts, report: &mut Report) {
     let rounds = if opts.quick { 4_000 } else { 20_000 };
+    let (mut ours, mut theirs) = latency_samples(rounds);
+    let (k50, k99) = (percentile(&mut ours, 50.0), percentile(&mut ours, 99.0));
+    let (b50, b99) = (percentile(&mut theirs, 50.0), percentile(&mut theirs, 99.0));
+    report.figure(
+        "interrupt_p50_us",
+        k50,
+        "interrupt() to the blocked read returning, median",
+    );
+    report.figure("interrupt_p99_us", k99, "same, 99th percentile");
+    report.figure(
+        "baseline_p50_us",
+        b50,
+        "raw pthread_kill to a plain blocked read returning, median",
+    );
+    report.figure("baseline_p99_us", b99, "same, 99th percentile");
+    report.figure(
+        "interrupt_p50_ratio",
+        k50 / b50,
+        "killable / baseline at p50 (target <= 1.10)",
+    );
+    report.figure(
+        "interrupt_p99_ratio",
+        k99 / b99,
+        "killable / baseline at p99 (target <= 1.25)",
+    );
+}
+
+/// `rounds` latencies in microseconds of `interrupt()` to a killable read and of a raw
+/// `pthread_kill` to a plain read, alternated round by round: (killable, baseline).
+pub fn latency_samples(rounds: usize) -> (Vec<f64>, Vec<f64>) {
     let base = Instant::now();
 
     // killable: a killable thread blocked in an interruptible pipe read.
@@ -138,31 +168,7 @@ fn latency(opts: &Opts, report: &mut Report) {
     kill_b();
     killable_target.join().unwrap();
     baseline_target.join().unwrap();
-
-    let (k50, k99) = (percentile(&mut ours, 50.0), percentile(&mut ours, 99.0));
-    let (b50, b99) = (percentile(&mut theirs, 50.0), percentile(&mut theirs, 99.0));
-    report.figure(
-        "interrupt_p50_us",
-        k50,
-        "interrupt() to the blocked read returning, median",
-    );
-    report.figure("interrupt_p99_us", k99, "same, 99th percentile");
-    report.figure(
-        "baseline_p50_us",
-        b50,
-        "raw pthread_kill to a plain blocked read returning, median",
-    );
-    report.figure("baseline_p99_us", b99, "same, 99th percentile");
-    report.figure(
-        "interrupt_p50_ratio",
-        k50 / b50,
-        "killable / baseline at p50 (target <= 1.10)",
-    );
-    report.figure(
-        "interrupt_p99_ratio",
-        k99 / b99,
-        "killable / baseline at p99 (target <= 1.25)",
-    );
+    (ours, theirs)
 }
 
 fn read_overhead(opts: &Opts, report: &mut Report) {

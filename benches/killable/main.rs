@@ -8,6 +8,7 @@
 //! The harnesses the tests share (lost wake-ups, integrity, forged signals, forks) and the demo
 //! C loops come from the dev-only crate `testkit` (testkit/ in this repository).
 
+mod floor;
 mod interrupt;
 mod reliability;
 mod report;
@@ -45,6 +46,7 @@ fn main() {
     spawn::run(&opts, &mut report);
     interrupt::run(&opts, &mut report);
     stop::run(&opts, &mut report);
+    floor::run(&opts, &mut report);
     // Ratios of the forcing figures to the interrupt baseline measured above.
     report.ratio(
         "kill_p50_ratio",

@@ -132,7 +132,7 @@ fn seccomp_attach_linear(opts: &Opts) -> f64 {
 
 /// Spawns `n` threads blocked in interruptible reads of one pipe, then times `shutdown` and
 /// the joins, in milliseconds.
-fn mass_stop(n: usize) -> f64 {
+pub fn mass_stop(n: usize) -> f64 {
     let (r, _w) = std::io::pipe().unwrap();
     let r = Arc::new(killable::io::Interruptible::new(r));
     let reading = Arc::new(AtomicU64::new(0));
@@ -167,7 +167,7 @@ fn mass_stop(n: usize) -> f64 {
 
 /// The floor for `mass_stop`: `n` bare pthreads (no killable) blocked in a plain `read`, woken
 /// by raw `pthread_kill` with a no-op handler, and joined; in milliseconds.
-fn mass_stop_raw(n: usize) -> f64 {
+pub fn mass_stop_raw(n: usize) -> f64 {
     extern "C" fn noop(_: libc::c_int) {}
     extern "C" fn body(arg: *mut c_void) -> *mut c_void {
         // SAFETY: `arg` points to the (fd, counter) pair that outlives every thread.
