@@ -127,6 +127,10 @@ pub(crate) struct Inner {
     /// The stack guard region `[lo, hi)`, for the stack-overflow report (spawned threads only).
     pub(crate) guard_lo: AtomicUsize,
     pub(crate) guard_hi: AtomicUsize,
+    /// The alternate stack a finished thread left to its joiner, and who gives it back to the
+    /// pool (`stack.rs`, `AltStack::release`).
+    pub(crate) alt_stack: AtomicUsize,
+    pub(crate) alt_state: AtomicU32,
     /// Interruption: the control word the stub loads, senders in flight, callbacks.
     pub(crate) ctl: Control,
 }
@@ -144,6 +148,8 @@ impl Inner {
             registry_refs: AtomicU32::new(if managed { 2 } else { 0 }),
             guard_lo: AtomicUsize::new(0),
             guard_hi: AtomicUsize::new(0),
+            alt_stack: AtomicUsize::new(0),
+            alt_state: AtomicU32::new(0),
             ctl: Control::new(),
         }
     }

@@ -71,6 +71,7 @@ impl<T> JoinHandle<T> {
                 "killable: the thread does not exist in this forked child",
             ));
         }
+        let claimed = crate::stack::claim_for_join(inner);
         // SAFETY: `native` is a joinable thread that we own (not joined or detached before).
         let r = unsafe { libc::pthread_join(self.native, std::ptr::null_mut()) };
         assert_eq!(
@@ -79,6 +80,9 @@ impl<T> JoinHandle<T> {
             "pthread_join failed: {}",
             io::Error::from_raw_os_error(r)
         );
+        if claimed {
+            crate::stack::joined(&self.thread.inner);
+        }
         self.take_joined()
     }
 

@@ -434,7 +434,9 @@ impl Drop for ExitGuard {
 /// The end of a spawned thread: its alternate stack goes, no signal may reach it any more, its
 /// joiners are woken, and it leaves the registry once its handle is gone too.
 fn finish(inner: &Inner, alt: Option<AltStack>) {
-    drop(alt);
+    if let Some(alt) = alt {
+        alt.release(inner);
+    }
     CURRENT.with(|c| c.set(std::ptr::null()));
     exit_protocol(inner);
     registry::release(inner);

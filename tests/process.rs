@@ -14,6 +14,9 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("overflow-child") {
         overflow_child();
     }
+    if std::env::args().nth(1).as_deref() == Some("edge-child") {
+        edge_child();
+    }
     let tests: &[(&str, fn())] = &[
         ("current_on_the_main_thread", current_on_the_main_thread),
         (
@@ -23,6 +26,10 @@ fn main() {
         (
             "stack_overflow_is_reported_like_std",
             stack_overflow_is_reported_like_std,
+        ),
+        (
+            "an_interrupt_that_does_not_fit_on_the_stack_is_reported_as_an_overflow",
+            an_interrupt_that_does_not_fit_on_the_stack_is_reported_as_an_overflow,
         ),
         (
             "forks_while_threads_are_being_interrupted",
@@ -151,6 +158,85 @@ fn stack_overflow_is_reported_like_std() {
     assert!(stderr.contains("thread 'deep' ("), "stderr: {stderr}");
     assert!(
         stderr.contains(") has overflowed its stack\nfatal runtime error: stack overflow"),
+        "stderr: {stderr}"
+    );
+}
+
+/// A thread whose stack pointer sits a few hundred bytes above its guard, spinning in a loop
+/// that uses no stack, is interrupted. killable's handler runs on the thread's own stack (not
+/// the alternate stack: src/signal.rs), so its signal frame cannot fit: the kernel raises
+/// SIGSEGV instead, and the overflow handler must report a stack overflow, as for any
+/// overflow, rather than let the interrupt vanish.
+fn edge_child() -> ! {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static READY: AtomicBool = AtomicBool::new(false);
+
+    fn stack_low() -> usize {
+        // SAFETY: pthread_attr_t is plain data, initialised by pthread_getattr_np.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+            let (mut addr, mut size) = (std::ptr::null_mut(), 0);
+            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            addr as usize
+        }
+    }
+
+    fn descend(low: usize) {
+        let buf = [0u8; 64];
+        let sp = std::hint::black_box(&buf).as_ptr() as usize;
+        if sp - low > 600 {
+            descend(low);
+            std::hint::black_box(&buf);
+            return;
+        }
+        READY.store(true, Ordering::SeqCst);
+        // Spin without touching the stack: less than a signal frame is left below.
+        // SAFETY: an endless loop of `pause`; no memory, no stack.
+        unsafe { std::arch::asm!("2: pause", "jmp 2b", options(nomem, nostack, noreturn)) }
+    }
+
+    // A first thread, so that the edge thread's guard comes from the descriptor read
+    // (src/stack.rs, record_guard) rather than from pthread_getattr_np.
+    killable::spawn(|| ()).join().unwrap();
+    let h = killable::Builder::new()
+        .name("edge".into())
+        .stack_size(128 * 1024)
+        .spawn(|| descend(stack_low()))
+        .unwrap();
+    while !READY.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    println!("at the edge");
+    h.interrupt();
+    // The process must end with the overflow report; a thread still spinning means the
+    // interrupt was lost.
+    std::thread::sleep(Duration::from_secs(10));
+    println!("the interrupt vanished");
+    std::process::exit(3)
+}
+
+fn an_interrupt_that_does_not_fit_on_the_stack_is_reported_as_an_overflow() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .arg("edge-child")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert!(stdout.contains("at the edge"), "stdout: {stdout}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "status {:?}, stdout {stdout}, stderr {stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("thread 'edge' (")
+            && stderr.contains(") has overflowed its stack\nfatal runtime error: stack overflow"),
         "stderr: {stderr}"
     );
 }
