@@ -101,16 +101,13 @@ fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
-fn wait_stamp(stamp: &AtomicU64, t0: u64) -> f64 {
-    let limit = Instant::now();
-    loop {
-        let s = stamp.load(Ordering::SeqCst);
-        if s >= t0 {
-            return (s - t0) as f64 / 1000.0;
-        }
-        assert!(limit.elapsed() < Duration::from_secs(30), "never returned");
-        std::hint::spin_loop();
-    }
+/// The stamp, read once its thread has been joined: both sides of a pair wait by blocking in
+/// `join` rather than spinning, so that the measuring thread never holds a CPU the target
+/// needs (on a busy machine a spinning waiter delays the target by a scheduler tick).
+fn since(stamp: &AtomicU64, t0: u64) -> f64 {
+    let s = stamp.load(Ordering::SeqCst);
+    assert!(s >= t0, "stamped before the signal");
+    (s - t0) as f64 / 1000.0
 }
 
 /// One `seal()` of a killable thread blocked in std's `accept`, in microseconds.
@@ -126,9 +123,8 @@ fn seal_once(base: Instant) -> f64 {
     wait_blocked(h.thread());
     let t0 = now_ns(base);
     h.thread().seal().expect("seccomp available");
-    let us = wait_stamp(&returned, t0);
     assert!(h.join().unwrap());
-    us
+    since(&returned, t0)
 }
 
 /// One floor round: a plain thread blocked in `accept4` (retrying `EINTR`, as std does) gets a
@@ -174,9 +170,8 @@ fn floor_once(base: Instant) -> f64 {
     let t0 = now_ns(base);
     // SAFETY: the thread is alive until it is joined below.
     unsafe { libc::pthread_kill(h.as_pthread_t(), floor_signal()) };
-    let us = wait_stamp(&returned, t0);
     h.join().unwrap();
-    us
+    since(&returned, t0)
 }
 
 fn seal_floor(opts: &Opts, report: &mut Report) {
