@@ -101,13 +101,18 @@ fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
 }
 
-/// The stamp, read once its thread has been joined: both sides of a pair wait by blocking in
-/// `join` rather than spinning, so that the measuring thread never holds a CPU the target
-/// needs (on a busy machine a spinning waiter delays the target by a scheduler tick).
+/// Waits for the stamp as `seal_p50_us` does (stop.rs): yielding, never spinning on a CPU the
+/// target needs (on a busy machine a plain spin delays the target by a scheduler tick).
 fn since(stamp: &AtomicU64, t0: u64) -> f64 {
-    let s = stamp.load(Ordering::SeqCst);
-    assert!(s >= t0, "stamped before the signal");
-    (s - t0) as f64 / 1000.0
+    let start = Instant::now();
+    loop {
+        let s = stamp.load(Ordering::SeqCst);
+        if s >= t0 {
+            return (s - t0) as f64 / 1000.0;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never returned");
+        std::thread::yield_now();
+    }
 }
 
 /// One `seal()` of a killable thread blocked in std's `accept`, in microseconds.
@@ -123,8 +128,9 @@ fn seal_once(base: Instant) -> f64 {
     wait_blocked(h.thread());
     let t0 = now_ns(base);
     h.thread().seal().expect("seccomp available");
+    let us = since(&returned, t0);
     assert!(h.join().unwrap());
-    since(&returned, t0)
+    us
 }
 
 /// One floor round: a plain thread blocked in `accept4` (retrying `EINTR`, as std does) gets a
@@ -170,8 +176,9 @@ fn floor_once(base: Instant) -> f64 {
     let t0 = now_ns(base);
     // SAFETY: the thread is alive until it is joined below.
     unsafe { libc::pthread_kill(h.as_pthread_t(), floor_signal()) };
+    let us = since(&returned, t0);
     h.join().unwrap();
-    since(&returned, t0)
+    us
 }
 
 fn seal_floor(opts: &Opts, report: &mut Report) {
