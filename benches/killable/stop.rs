@@ -1,16 +1,15 @@
-//! Forcing figures: a C busy loop abandoned (`kill_p50_us`), std's accept ended by a seal
-//! (`seal_p50_us`), and `shutdown` of 1,000 and 10,000 threads blocked in reads.
+//! Forcing figures: a C busy loop abandoned (`kill_p50_us`), the cost of attaching a naive
+//! seccomp filter, and `shutdown` of 1,000 and 10,000 threads blocked in reads (`seal_p50_us`
+//! is measured in floor.rs, side by side with its floor).
 
 use std::ffi::c_void;
 use std::hint::black_box;
 use std::io::Read;
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use testkit::demo::killable_demo_spin;
-use testkit::wait_blocked;
 
 use crate::Opts;
 use crate::report::{Report, percentile};
@@ -61,29 +60,6 @@ fn kill_latency(opts: &Opts) -> f64 {
         samples.push((returned.load(Ordering::SeqCst) - t0) as f64 / 1000.0);
     }
     worker.join().unwrap();
-    percentile(&mut samples, 50.0)
-}
-
-fn seal_latency(opts: &Opts) -> f64 {
-    let rounds = if opts.quick { 200 } else { 2_000 };
-    let base = Instant::now();
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let returned = Arc::new(AtomicU64::new(0));
-        let r = returned.clone();
-        let h = killable::spawn(move || {
-            let res = listener.accept();
-            r.store(now_ns(base), Ordering::SeqCst);
-            res.is_err()
-        });
-        wait_blocked(h.thread());
-        let t0 = now_ns(base);
-        h.thread().seal().expect("seccomp available");
-        wait_for(|| returned.load(Ordering::SeqCst) >= t0);
-        samples.push((returned.load(Ordering::SeqCst) - t0) as f64 / 1000.0);
-        assert!(h.join().unwrap());
-    }
     percentile(&mut samples, 50.0)
 }
 
@@ -227,11 +203,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
         kill_latency(opts),
         "kill() to a C busy loop's region returning, median",
     );
-    report.figure(
-        "seal_p50_us",
-        seal_latency(opts),
-        "seal() to std's TcpListener::accept returning, median",
-    );
+    // seal_p50_us is measured in floor.rs, in rounds alternated with its floor's.
     report.figure(
         "seccomp_attach_linear_us",
         seccomp_attach_linear(opts),
