@@ -11,9 +11,10 @@
 # limit; valgrind slows code down about 20-50x, so the kill stress tests run 100 kills instead of
 # 2,000 (KILLABLE_KILL_ITERATIONS).
 #
-# --max-stackframe=4096: a kill jumps with siglongjmp from the handler, which runs on the
-# thread's alternate signal stack, back to the region's entry on the thread stack. When the
-# alternate stack happens to lie above the thread stack within memcheck's default 2 MB
+# --max-stackframe=4096: a kill jumps with siglongjmp from the handler back to the region's
+# entry. The handler now runs on the thread's own stack (src/signal.rs), so that jump is an
+# ordinary one up the same stack; the option dates from when it ran on the thread's alternate
+# signal stack, and is kept because it costs little: when the alternate stack happens to lie above the thread stack within memcheck's default 2 MB
 # threshold, memcheck takes that jump for stack growth and marks the live frames in between
 # (the region entry's saved registers, its Rust caller) as undefined, then reports every read
 # of them. A plain C program doing the same (signal on an alternate stack, siglongjmp out) is
