@@ -83,6 +83,7 @@ compile_error!("killable supports only Linux on x86_64");
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod blocking;
 mod control;
 mod deadline;
 mod diagnose;
@@ -105,6 +106,7 @@ mod syscall_names;
 mod thread;
 mod time;
 
+pub use blocking::{BlockingPool, BlockingPoolBuilder, BlockingTask, spawn_blocking};
 pub use deadline::{timeout, timeout_at};
 pub use diagnose::Diagnosis;
 pub use errors::{Interrupted, Killed, is_interrupt};
