@@ -51,8 +51,8 @@
 //!   interrupt callback, a seal, a kill region, a deadline) retires its thread instead of
 //!   handing it on.
 //! * The result is published (and the task's waker woken) only after the worker closed and
-//!   cleaned the slot, so a caller that awaits one job and then spawns the next finds the worker
-//!   (nearly always) ready for it.
+//!   cleaned the slot and took the next job or counted itself idle, so a caller that awaits one
+//!   job and then spawns the next finds that worker ready for it: no new thread is created.
 //!
 //! ## Stuck jobs
 //!
@@ -787,18 +787,25 @@ impl Shared {
         }
     }
 
-    /// The next job for a worker, or `None` when it should exit.
-    fn next_job(&self, me: &Worker) -> Option<Box<dyn Job>> {
-        let mut st = lock(&self.pool);
+    /// With the pool locked, at a worker's start or after a job: the next job if one waits;
+    /// else the worker counts itself idle (it will wait), or leaves (shutdown, or sealed: a
+    /// sealed worker's futex waits would fail at once).
+    fn take_or_idle(&self, st: &mut PoolState, me: &Worker) -> Next {
         if let Some(job) = st.queue.pop_front() {
-            return Some(job);
+            return Next::Run(job);
         }
         if st.shutdown || me.sealed() {
-            // A sealed worker's futex waits would fail at once: it does not wait.
             st.threads -= 1;
-            return None;
+            return Next::Exit;
         }
         st.idle += 1;
+        Next::Wait
+    }
+
+    /// Waits, counted idle, until a spawn hands this worker a job; `None` when it should exit
+    /// (shutdown, or `keep_alive` passed with nothing for it).
+    fn wait_for_job(&self) -> Option<Box<dyn Job>> {
+        let mut st = lock(&self.pool);
         let until = Instant::now() + self.config.keep_alive;
         loop {
             if st.notified > 0 {
@@ -955,6 +962,24 @@ impl Worker {
         let _ = crate::interrupt::try_interrupt(&self.thread.inner);
     }
 
+    /// Closes the slot, cleans the thread, and decides what comes next: called after each job,
+    /// before its result is published (module docs).
+    fn after_job(&self) -> Next {
+        match self.close() {
+            Fate::Keep => {
+                let mut st = lock(&self.shared.pool);
+                self.shared.take_or_idle(&mut st, self)
+            }
+            Fate::Leave => {
+                let mut st = lock(&self.shared.pool);
+                st.threads -= 1;
+                self.shared.refill(st);
+                Next::Exit
+            }
+            Fate::Retired => Next::Exit,
+        }
+    }
+
     /// Closes the slot after a job and cleans the thread for the next one (module docs).
     fn close(&self) -> Fate {
         let (signalled, retired) = {
@@ -1011,6 +1036,14 @@ fn next_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// What a worker does next.
+enum Next {
+    Run(Box<dyn Job>),
+    /// It counted itself idle: it waits for a spawn to hand it a job.
+    Wait,
+    Exit,
+}
+
 /// A pool thread's life: jobs until it retires.
 fn worker_main(shared: Arc<Shared>) {
     let me = Arc::new(Worker {
@@ -1019,23 +1052,25 @@ fn worker_main(shared: Arc<Shared>) {
         slot: Mutex::new(Slot::default()),
         settled: Condvar::new(),
     });
-    while let Some(job) = shared.next_job(&me) {
+    let mut next = {
+        let mut st = lock(&shared.pool);
+        shared.take_or_idle(&mut st, &me)
+    };
+    loop {
+        let job = match next {
+            Next::Run(job) => job,
+            Next::Wait => match shared.wait_for_job() {
+                Some(job) => job,
+                None => return,
+            },
+            Next::Exit => return,
+        };
         let id = next_id();
         // A bit set through a `Thread` after an earlier job had ended, or by the spawn rule when
         // this thread was created, is not this job's.
         me.inner().ctl.clear_interrupt();
         lock(&me.slot).job = id;
-        let mut fate = Fate::Keep;
-        job.run(&me, id, &mut || fate = me.close());
-        match fate {
-            Fate::Keep => {}
-            Fate::Leave => {
-                let mut st = lock(&shared.pool);
-                st.threads -= 1;
-                shared.refill(st);
-                return;
-            }
-            Fate::Retired => return,
-        }
+        next = Next::Exit;
+        job.run(&me, id, &mut || next = me.after_job());
     }
 }
