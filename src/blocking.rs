@@ -630,7 +630,9 @@ impl BlockingPoolBuilder {
     /// # Examples
     ///
     /// ```
-    /// killable::BlockingPool::builder().max_threads(64).build_global().unwrap();
+    /// // At the start of `main`, before any `spawn_blocking`:
+    /// let first = killable::BlockingPool::builder().max_threads(64).build_global();
+    /// # let _ = first;
     /// let err = killable::BlockingPool::builder().build_global().unwrap_err();
     /// assert_eq!(err.kind(), std::io::ErrorKind::ResourceBusy);
     /// ```

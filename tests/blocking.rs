@@ -46,9 +46,12 @@ fn blocked_read(
 fn awaits_a_value_and_a_panic() {
     block_on(async {
         assert_eq!(killable::spawn_blocking(|| 6 * 7).await.unwrap(), 42);
-        let err = killable::spawn_blocking(|| -> u32 { panic!("on purpose: job panics") })
-            .await
-            .unwrap_err();
+        let err = killable::spawn_blocking(|| -> u32 {
+            testkit::panics_on_purpose();
+            panic!("on purpose: job panics")
+        })
+        .await
+        .unwrap_err();
         assert_eq!(
             err.downcast_ref::<&str>(),
             Some(&"on purpose: job panics"),
@@ -255,9 +258,6 @@ fn a_job_that_ignores_its_abort_does_not_hold_the_pool_up() {
 
 #[test]
 fn stop_stuck_seals_a_job_that_retries_eintr() {
-    if std::env::var_os("KILLABLE_EXPECT_NO_SECCOMP").is_some() {
-        return; // valgrind has no seccomp(2): see ci/valgrind.sh
-    }
     let pool = BlockingPool::builder()
         .max_threads(1)
         .abort_grace(Duration::from_millis(50))

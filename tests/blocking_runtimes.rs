@@ -53,9 +53,12 @@ fn tokio_rt() -> tokio::runtime::Runtime {
 fn tokio_awaits_a_value_and_a_panic() {
     tokio_rt().block_on(async {
         assert_eq!(killable::spawn_blocking(|| 42).await.unwrap(), 42);
-        let err = killable::spawn_blocking(|| -> u8 { panic!("on purpose: tokio job") })
-            .await
-            .unwrap_err();
+        let err = killable::spawn_blocking(|| -> u8 {
+            testkit::panics_on_purpose();
+            panic!("on purpose: tokio job")
+        })
+        .await
+        .unwrap_err();
         assert_eq!(err.downcast_ref::<&str>(), Some(&"on purpose: tokio job"));
         // The task is Send: it can be awaited from another tokio task.
         let task = killable::spawn_blocking(|| "moved");
@@ -131,9 +134,12 @@ fn smol_awaits_aborts_and_drops() {
     smol::block_on(async {
         assert_eq!(killable::spawn_blocking(|| 7).await.unwrap(), 7);
         assert!(
-            killable::spawn_blocking(|| -> u8 { panic!("on purpose: smol job") })
-                .await
-                .is_err()
+            killable::spawn_blocking(|| -> u8 {
+                testkit::panics_on_purpose();
+                panic!("on purpose: smol job")
+            })
+            .await
+            .is_err()
         );
         let task = smol::spawn(killable::spawn_blocking(|| "spawned"));
         assert_eq!(task.await.unwrap(), "spawned");
