@@ -742,8 +742,11 @@ impl Shared {
         let mut st = lock(&self.pool);
         let pid = crate::control::pid();
         if self.pid.load(Ordering::Relaxed) != pid {
-            // A fork child: the parent's workers and watchdog do not exist here.
+            // A fork child: the parent's workers and watchdog do not exist here, and the jobs
+            // queued in the parent are the parent's to run. Their copies are forgotten, not
+            // dropped: their destructors belong to the parent too.
             self.pid.store(pid, Ordering::Relaxed);
+            std::mem::forget(std::mem::take(&mut st.queue));
             st.threads = 0;
             st.idle = 0;
             st.notified = 0;

@@ -58,6 +58,12 @@
 //! thread still runs, hands back a [`Diagnosis`] read from `/proc`; [`shutdown`] does the same
 //! for every worker at once, and [`shutdown_on_signals`] runs it on Ctrl-C.
 //!
+//! # Async code
+//!
+//! [`spawn_blocking`] runs a blocking job on a pool of reused killable threads and returns a
+//! [`BlockingTask`], a future of its result; dropping the task or calling
+//! [`BlockingTask::abort`] interrupts the job. It needs no particular runtime.
+//!
 //! # Signals
 //!
 //! killable uses one signal (SIGUSR1 unless [`set_signal`] chose SIGUSR2 or a real-time signal).

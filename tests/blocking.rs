@@ -112,6 +112,48 @@ fn a_job_aborted_before_it_starts_starts_interrupted() {
 }
 
 #[test]
+fn a_job_spawned_by_an_interrupted_thread_starts_interrupted() {
+    let h = killable::spawn(|| {
+        killable::current().interrupt();
+        let task = killable::spawn_blocking(killable::is_interrupted);
+        killable::clear_interrupt();
+        block_on(task).unwrap()
+    });
+    assert!(h.join().unwrap(), "the spawn rule holds for jobs");
+    assert!(!block_on(killable::spawn_blocking(killable::is_interrupted)).unwrap());
+}
+
+#[test]
+fn a_fork_child_gets_a_pool_of_its_own() {
+    testkit::in_child(
+        "a_fork_child_gets_a_pool_of_its_own",
+        Duration::from_secs(60),
+        || {
+            let pool = BlockingPool::builder().build().unwrap();
+            assert_eq!(block_on(pool.spawn(|| 1)).unwrap(), 1);
+            // SAFETY: the child only spawns a job, awaits it and exits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                // SAFETY: a watchdog for this process alone (alarms are not inherited).
+                unsafe { libc::alarm(30) };
+                // The parent's worker does not exist here: a new one must run this.
+                let two = block_on(pool.spawn(|| 2)).unwrap();
+                // SAFETY: ends the fork child without running the test harness's exit path.
+                unsafe { libc::_exit(if two == 2 { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for the child forked above.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "{status:#x}"
+            );
+        },
+    );
+}
+
+#[test]
 fn a_job_dropped_before_it_starts_never_runs() {
     let pool = BlockingPool::builder().max_threads(1).build().unwrap();
     let (release_tx, release) = mpsc::channel::<()>();
