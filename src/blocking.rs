@@ -181,7 +181,8 @@ struct TaskState<T> {
     /// The result was taken by a poll.
     taken: bool,
     aborted: bool,
-    /// The task was dropped: a job that has not started is not run.
+    /// The task was dropped or detached: nobody will take the result. A job whose task was
+    /// dropped and aborted before it started is not run.
     dropped: bool,
     /// The worker running the job and the job's id in its slot, while it runs.
     running: Option<(Arc<Worker>, u64)>,
@@ -215,7 +216,7 @@ impl<T> BlockingTask<T> {
     /// # });
     /// ```
     pub fn abort(&self) {
-        self.task.abort(false);
+        self.task.abort();
     }
 
     /// The thread running the job, once it has started (`None` before). It stays `Some` after
@@ -270,12 +271,9 @@ impl<T> BlockingTask<T> {
 }
 
 impl<T> Task<T> {
-    fn abort(&self, dropped: bool) {
+    fn abort(&self) {
         let target = {
             let mut st = lock(&self.state);
-            if dropped {
-                st.dropped = true;
-            }
             if st.finished || st.aborted {
                 return;
             }
@@ -308,8 +306,17 @@ impl<T> Future for BlockingTask<T> {
 
 impl<T> Drop for BlockingTask<T> {
     fn drop(&mut self) {
+        // A result nobody took is dropped here, on the caller's thread, never on a pool thread
+        // after its job was closed (where a slow or panicking destructor would hold up or break
+        // the worker).
+        let unclaimed = {
+            let mut st = lock(&self.task.state);
+            st.dropped = true;
+            st.result.take()
+        };
+        drop(unclaimed);
         if !self.detached {
-            self.task.abort(true);
+            self.task.abort();
         }
     }
 }
@@ -344,7 +351,7 @@ impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Job for JobOf<T, F> {
         let JobOf { task, f } = *self;
         let start = {
             let mut st = lock(&task.state);
-            if st.dropped {
+            if st.dropped && st.aborted {
                 None
             } else {
                 st.running = Some((worker.clone(), id));
@@ -356,7 +363,7 @@ impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Job for JobOf<T, F> {
             None => {
                 // Nobody will ever look at the result: the job is not run. Its closure is
                 // dropped here, on the pool thread, like a job's own drops.
-                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
+                drop_quietly(f);
                 close();
                 lock(&task.state).finished = true;
                 return;
@@ -370,26 +377,48 @@ impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Job for JobOf<T, F> {
                 panic::catch_unwind(AssertUnwindSafe(f))
             }
         };
+        // A result nobody will take is dropped as part of the job, before the slot is closed.
+        let result = if lock(&task.state).dropped {
+            drop_quietly(result);
+            None
+        } else {
+            Some(result)
+        };
         close();
-        task.publish(result);
+        match result {
+            Some(r) => task.publish(r),
+            None => lock(&task.state).finished = true,
+        }
     }
 
     fn fail(self: Box<Self>, why: String) {
         let JobOf { task, f } = *self;
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
+        drop_quietly(f);
         task.publish(Err(Box::new(why)));
     }
 }
 
+/// Drops a job's closure or result on a pool thread; a panic in its destructor is not the
+/// pool's to propagate (nobody would see it) and must not end the worker.
+fn drop_quietly<V>(v: V) {
+    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(v)));
+}
+
 impl<T> Task<T> {
     fn publish(&self, result: std::thread::Result<T>) {
-        let waker = {
+        let (waker, unclaimed) = {
             let mut st = lock(&self.state);
-            st.result = Some(result);
             st.finished = true;
             st.running = None;
-            st.waker.take()
+            if st.dropped {
+                // Dropped since the job ended: nobody will take it.
+                (None, Some(result))
+            } else {
+                st.result = Some(result);
+                (st.waker.take(), None)
+            }
         };
+        drop_quietly(unclaimed);
         if let Some(w) = waker {
             // A waker is the executor's code; its panic must not take the pool thread down.
             let _ = panic::catch_unwind(AssertUnwindSafe(|| w.wake()));
