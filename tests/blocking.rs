@@ -180,6 +180,34 @@ fn detach_lets_the_job_run_on() {
 }
 
 #[test]
+fn an_unclaimed_result_whose_drop_panics_leaves_the_worker_alone() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            testkit::panics_on_purpose();
+            panic!("on purpose: unclaimed result");
+        }
+    }
+    let pool = BlockingPool::builder().max_threads(1).build().unwrap();
+    let first = block_on(pool.spawn(|| killable::current().id())).unwrap();
+    let (tx, rx) = mpsc::channel();
+    pool.spawn(move || {
+        tx.send(()).unwrap();
+        Bomb
+    })
+    .detach();
+    rx.recv_timeout(LIMIT).unwrap();
+    // The same single thread goes on running jobs (awaited on a helper thread, so that a dead
+    // worker fails the test instead of hanging it).
+    for _ in 0..3 {
+        let task = pool.spawn(|| killable::current().id());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(block_on(task).unwrap()));
+        assert_eq!(rx.recv_timeout(LIMIT), Ok(first));
+    }
+}
+
+#[test]
 fn killable_calls_work_in_a_job() {
     let pool = BlockingPool::builder()
         .thread_name("jobs".into())
