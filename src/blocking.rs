@@ -71,7 +71,7 @@ use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -84,6 +84,8 @@ const DEFAULT_MAX_THREADS: usize = 512;
 const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
 const DEFAULT_ABORT_GRACE: Duration = Duration::from_secs(1);
 const DEFAULT_NAME: &str = "killable-pool";
+/// How long an idle worker spins before it sleeps (`Shared::spin_for_job`).
+const SPIN: Duration = Duration::from_micros(50);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -642,6 +644,7 @@ impl BlockingPoolBuilder {
             work: Condvar::new(),
             watch: Condvar::new(),
             pid: AtomicI32::new(crate::control::pid()),
+            wake_hint: AtomicBool::new(false),
         });
         Ok(BlockingPool {
             _handle: Arc::new(Handle(shared.clone())),
@@ -686,6 +689,9 @@ struct Shared {
     watch: Condvar,
     /// The process the counts belong to: a fork child starts with no worker.
     pid: AtomicI32,
+    /// Set when a spawn hands out a wake-up, for spinning workers; a hint only (the counts
+    /// under the pool mutex decide), cleared by the worker that takes a wake-up.
+    wake_hint: AtomicBool,
 }
 
 #[derive(Default)]
@@ -694,6 +700,8 @@ struct PoolState {
     threads: usize,
     idle: usize,
     notified: usize,
+    /// Idle workers spinning before they sleep (`spin_for_job`).
+    spinning: usize,
     shutdown: bool,
     /// Aborted jobs to look at again after the grace: (when, worker, job id).
     watch: VecDeque<(Instant, Arc<Worker>, u64)>,
@@ -779,6 +787,7 @@ impl Shared {
             st.threads = 0;
             st.idle = 0;
             st.notified = 0;
+            st.spinning = 0;
             st.watch.clear();
             st.watchdog = false;
         }
@@ -786,8 +795,13 @@ impl Shared {
         if st.idle > 0 {
             st.idle -= 1;
             st.notified += 1;
+            // Each spinning worker can take one wake-up without a futex wake.
+            let spinning = st.spinning >= st.notified;
+            self.wake_hint.store(true, Ordering::Release);
             drop(st);
-            self.work.notify_one();
+            if !spinning {
+                self.work.notify_one();
+            }
         } else if st.threads < self.config.max_threads {
             st.threads += 1;
             drop(st);
@@ -839,12 +853,17 @@ impl Shared {
     /// Waits, counted idle, until a spawn hands this worker a job; `None` when it should exit
     /// (shutdown, or `keep_alive` passed with nothing for it).
     fn wait_for_job(&self) -> Option<Box<dyn Job>> {
+        self.spin_for_job();
         let mut st = lock(&self.pool);
+        st.spinning -= 1;
         let until = Instant::now() + self.config.keep_alive;
         loop {
             if st.notified > 0 {
                 // A spawn counted on an idle worker: this one takes the wake-up.
                 st.notified -= 1;
+                if st.notified == 0 {
+                    self.wake_hint.store(false, Ordering::Relaxed);
+                }
                 if let Some(job) = st.queue.pop_front() {
                     return Some(job);
                 }
@@ -863,6 +882,24 @@ impl Shared {
                 .wait_timeout(st, until - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+        }
+    }
+
+    /// Spins a little before an idle worker sleeps: a caller that awaits a job and spawns the
+    /// next one comes back within microseconds, and waking a sleeping thread on another CPU
+    /// (an idle CPU, in a virtual machine a halted one) costs several times that. The worker
+    /// counts itself `spinning`, so a spawn meanwhile hands it the job through `notified` and
+    /// `wake_hint` without a futex wake.
+    fn spin_for_job(&self) {
+        lock(&self.pool).spinning += 1;
+        let start = Instant::now();
+        while start.elapsed() < SPIN {
+            if self.wake_hint.load(Ordering::Acquire) {
+                return;
+            }
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
         }
     }
 
