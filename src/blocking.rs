@@ -13,7 +13,11 @@
 //! only by taking a `notified` (then it drains the queue), at shutdown, or when `keep_alive`
 //! passes with nothing for it (it retires). Counting wake-ups, rather than trusting the
 //! condition variable, makes spurious wake-ups harmless and never lets two spawns count on the
-//! same idle worker. Workers are created with the pool mutex released.
+//! same idle worker. Workers are created with the pool mutex released. An idle worker spins for
+//! 50 µs before it sleeps, counted in `spinning`: a spawn meanwhile hands it the job through
+//! `notified` (and the `wake_hint` flag it watches) without a futex wake, as long as there are at
+//! least as many spinners as wake-ups handed out; a spinner that gives up takes the pool mutex
+//! and looks at `notified` before it sleeps, so no wake-up is lost.
 //!
 //! ## Job isolation: the slot
 //!
