@@ -169,6 +169,12 @@ fn global() -> &'static BlockingPool {
 /// assert_eq!(task.await.unwrap(), 42);
 /// # });
 /// ```
+///
+/// The result crosses threads, so it must be `Send`:
+///
+/// ```compile_fail
+/// let task = killable::spawn_blocking(|| std::rc::Rc::new(1));
+/// ```
 #[must_use = "dropping a BlockingTask aborts its job"]
 pub struct BlockingTask<T> {
     task: Arc<Task<T>>,

@@ -63,6 +63,14 @@ fn awaits_a_value_and_a_panic() {
 }
 
 #[test]
+fn tasks_and_pools_cross_threads() {
+    fn send_sync<X: Send + Sync>() {}
+    send_sync::<killable::BlockingTask<u8>>();
+    send_sync::<killable::BlockingTask<std::io::Result<Vec<u8>>>>();
+    send_sync::<BlockingPool>();
+}
+
+#[test]
 fn the_job_starts_before_the_first_poll() {
     let (tx, rx) = mpsc::channel();
     let task = killable::spawn_blocking(move || tx.send(()).unwrap());
