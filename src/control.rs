@@ -485,6 +485,18 @@ impl Control {
         self.state.fetch_sub(DEFER_ONE, Ordering::AcqRel);
     }
 
+    /// How many `defer_interrupts()` guards are live (a pool thread whose job leaked one is
+    /// not reused: `blocking.rs`).
+    pub(crate) fn deferral_depth(&self) -> u32 {
+        self.state.load(Ordering::Acquire) / DEFER_ONE
+    }
+
+    /// Whether an interrupt callback is registered (a pool thread whose job leaked one is not
+    /// reused: `blocking.rs`).
+    pub(crate) fn has_callbacks(&self) -> bool {
+        self.callbacks.with(|list| !list.is_empty())
+    }
+
     /// A kill is pending and not deferred. Async-signal-safe.
     pub(crate) fn kill_due(&self) -> bool {
         let s = self.state.load(Ordering::SeqCst);

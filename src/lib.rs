@@ -58,6 +58,12 @@
 //! thread still runs, hands back a [`Diagnosis`] read from `/proc`; [`shutdown`] does the same
 //! for every worker at once, and [`shutdown_on_signals`] runs it on Ctrl-C.
 //!
+//! # Async code
+//!
+//! [`spawn_blocking`] runs a blocking job on a pool of reused killable threads and returns a
+//! [`BlockingTask`], a future of its result; dropping the task or calling
+//! [`BlockingTask::abort`] interrupts the job. It needs no particular runtime.
+//!
 //! # Signals
 //!
 //! killable uses one signal (SIGUSR1 unless [`set_signal`] chose SIGUSR2 or a real-time signal).
@@ -83,6 +89,7 @@ compile_error!("killable supports only Linux on x86_64");
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod blocking;
 mod control;
 mod deadline;
 mod diagnose;
@@ -105,6 +112,7 @@ mod syscall_names;
 mod thread;
 mod time;
 
+pub use blocking::{BlockingPool, BlockingPoolBuilder, BlockingTask, spawn_blocking};
 pub use deadline::{timeout, timeout_at};
 pub use diagnose::Diagnosis;
 pub use errors::{Interrupted, Killed, is_interrupt};

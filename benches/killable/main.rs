@@ -1,4 +1,4 @@
-//! killable's benchmarks: `cargo bench --bench killable [-- --quick] [--json]`.
+//! killable's benchmarks: `cargo bench --bench killable [-- [reliability | blocking] --quick] [--json]`.
 //!
 //! Every figure that compares killable with something else is a ratio measured side by side in
 //! one run: the two variants alternate, round after round, and the figure is the median of the
@@ -8,6 +8,7 @@
 //! The harnesses the tests share (lost wake-ups, integrity, forged signals, forks) and the demo
 //! C loops come from the dev-only crate `testkit` (testkit/ in this repository).
 
+mod blocking;
 mod floor;
 mod interrupt;
 mod reliability;
@@ -43,10 +44,19 @@ fn main() {
         }
         return;
     }
+    if args.iter().any(|a| a == "blocking") {
+        blocking::run(&opts, &mut report);
+        report.print_table();
+        if json {
+            println!("{}", report.json());
+        }
+        return;
+    }
     spawn::run(&opts, &mut report);
     interrupt::run(&opts, &mut report);
     stop::run(&opts, &mut report);
     floor::run(&opts, &mut report);
+    blocking::run(&opts, &mut report);
     // Ratios of the forcing figures to the interrupt baseline measured above.
     report.ratio(
         "kill_p50_ratio",
