@@ -81,7 +81,7 @@ fn child_sender() {
 }
 
 fn send_from_child(mode: &str, tid: i32) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = testkit::own_binary()
         .args(["child_sender", "--exact", "--test-threads=1"])
         .env("KILLABLE_SEND", mode)
         .env("KILLABLE_PID", std::process::id().to_string())
