@@ -41,6 +41,57 @@ pub(crate) const AUDIT_ARCH: u32 = 0xc000_00f3; // AUDIT_ARCH_RISCV64: EM_RISCV 
 
 #[cfg(test)]
 mod tests {
+    use crate::syscall::{cancel_address, in_window};
+
+    /// Runs killable's handler on a context whose saved program counter is `pc`, as the kernel
+    /// would after interrupting a thread there; returns the program counter it would resume at.
+    /// The signal is a plain `SI_USER` one, which the handler passes on to the previous action
+    /// (the default one, or none: ignored).
+    fn resume_at(pc: usize) -> usize {
+        // SAFETY: both are plain data, zeroed as the kernel's are before it fills them.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut uc: libc::ucontext_t = unsafe { std::mem::zeroed() };
+        info.si_signo = libc::SIGUSR1;
+        info.si_code = libc::SI_USER;
+        let ctx = (&raw mut uc).cast::<libc::c_void>();
+        // SAFETY: `uc` is a live ucontext_t that outlives the pointer's uses here.
+        unsafe { *super::pc(ctx) = pc };
+        // The test's own thread: killable never adopted it (nothing here calls `current()`), so
+        // there is no control block to act on; the program counter is all the handler changes.
+        let jump = crate::signal::handler(libc::SIGUSR1, &raw mut info, ctx);
+        // SAFETY: as above.
+        let r = (jump, unsafe { *super::pc(ctx) });
+        assert_eq!(r.0, 0, "no kill region: no jump");
+        r.1
+    }
+
+    /// The handler reads and moves this architecture's program counter: one inside the stub's
+    /// window goes to the cancel label, one at its end (the system call returned) or anywhere
+    /// else is left alone.
+    #[test]
+    fn the_handler_moves_a_program_counter_in_the_window_to_cancel() {
+        // The labels, found through `in_window` alone: the window [begin, end) lies below the
+        // cancel label (syscall.rs checks the order).
+        let mut begin = cancel_address();
+        while !in_window(begin) {
+            begin -= 1;
+        }
+        while in_window(begin - 1) {
+            begin -= 1;
+        }
+        let mut end = begin;
+        while in_window(end) {
+            end += 1;
+        }
+        for pc in [begin, begin + 4, end - 4] {
+            assert_eq!(resume_at(pc), cancel_address(), "pc {pc:#x} in [{begin:#x}, {end:#x})");
+        }
+        for pc in [end, begin - 4, cancel_address(), 0x1000] {
+            assert_eq!(resume_at(pc), pc, "pc {pc:#x} outside [{begin:#x}, {end:#x})");
+        }
+    }
+
     #[test]
     fn the_audit_arch_is_the_kernels() {
         // AUDIT_ARCH_* = EM_* | __AUDIT_ARCH_64BIT (0x8000_0000) | __AUDIT_ARCH_LE (0x4000_0000).

@@ -306,7 +306,7 @@ impl Drop for ErrnoGuard {
 
 /// The handler's Rust half, called by the C entry `killable_signal_entry`. Async-signal-safe:
 /// see the module docs. Returns 1 when the C entry must abandon the innermost kill region.
-extern "C" fn handler(
+pub(crate) extern "C" fn handler(
     sig: libc::c_int,
     info: *mut libc::siginfo_t,
     ctx: *mut libc::c_void,

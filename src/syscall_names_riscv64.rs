@@ -3,14 +3,15 @@
 //!
 //! Generated once, and committed, from `/usr/riscv64-linux-gnu/include/asm/unistd.h`
 //! (linux-libc-dev-riscv64-cross 6.1.4: system calls 0 to 450): the header defines some numbers
-//! through other macros (`__NR_fcntl` is `__NR3264_fcntl`), so the definitions were taken from
-//! the preprocessor (`echo '#include <asm/unistd.h>' | riscv64-linux-gnu-gcc -E -dM -x c -`),
-//! each `__NR_<name>` resolved to its number, and the table printed as in `syscall_names.rs`,
-//! then `rustfmt`. `riscv_flush_icache` (259) is riscv64's own call; `riscv_hwprobe` (258) came after this header.
+//! through other macros (`__NR_fcntl` is `__NR3264_fcntl`), so the definitions were taken from the
+//! preprocessor (`echo '#include <asm/unistd.h>' | riscv64-linux-gnu-gcc -E -dM -x c -`), each
+//! `__NR_<name>` resolved to its number, and the table printed as in `syscall_names.rs`, then
+//! `rustfmt`. `riscv_flush_icache` (259) is riscv64's own call; `riscv_hwprobe` (258) came after
+//! this header.
 //!
-//! The build does not read the header. Numbers the table leaves unused (38, 244 to 258 and 295 to 423) hold
-//! `""`. The table has no `open`, `poll`, `select`, `pause` or `epoll_wait` (their `*at`, `ppoll`,
-//! `pselect6` and `epoll_pwait` forms replace them). Calls added by later kernels print as
+//! The build does not read the header. Numbers the table leaves unused (38, 244 to 258 and 295 to
+//! 423) hold `""`. The table has no `open`, `poll`, `select`, `pause` or `epoll_wait` (their `*at`,
+//! `ppoll`, `pselect6` and `epoll_pwait` forms replace them). Calls added by later kernels print as
 //! `syscall <nr>` until this file is regenerated from a newer header.
 
 /// Looks up system call `nr`'s name.
