@@ -532,7 +532,7 @@ fn after(delay: Duration, f: impl FnOnce() + Send + 'static) {
     });
 }
 
-/// `struct iocb` (linux/aio_abi.h, x86_64).
+/// `struct iocb` (linux/aio_abi.h; the same on x86_64, aarch64 and riscv64, little-endian).
 #[repr(C)]
 #[derive(Default)]
 struct Iocb {

@@ -47,7 +47,7 @@ fn child_sender() {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     info.si_signo = libc::SIGUSR1;
     // The forged fields live after si_signo/si_errno/si_code: pid at offset 16, uid at 20,
-    // value at 24 (x86_64 layout of the _rt and _timer members).
+    // value at 24 (layout of the _rt and _timer members on x86_64, aarch64 and riscv64).
     let raw = (&raw mut info).cast::<u8>();
     let r = match mode.as_str() {
         // SAFETY: tgkill has no memory preconditions.
