@@ -17,11 +17,7 @@ fn main() {
     // syscall_<arch>.S: the race-free system call (src/syscall.rs).
     // kill.c: kill regions (src/kill.rs).
     // signal_entry.c: the handler's entry point (src/signal.rs).
-    let files = [
-        stub,
-        "src/sys/kill.c",
-        "src/sys/signal_entry.c",
-    ];
+    let files = [stub, "src/sys/kill.c", "src/sys/signal_entry.c"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -85,10 +85,18 @@ mod tests {
             end += 1;
         }
         for pc in [begin, begin + 4, end - 4] {
-            assert_eq!(resume_at(pc), cancel_address(), "pc {pc:#x} in [{begin:#x}, {end:#x})");
+            assert_eq!(
+                resume_at(pc),
+                cancel_address(),
+                "pc {pc:#x} in [{begin:#x}, {end:#x})"
+            );
         }
         for pc in [end, begin - 4, cancel_address(), 0x1000] {
-            assert_eq!(resume_at(pc), pc, "pc {pc:#x} outside [{begin:#x}, {end:#x})");
+            assert_eq!(
+                resume_at(pc),
+                pc,
+                "pc {pc:#x} outside [{begin:#x}, {end:#x})"
+            );
         }
     }
 

@@ -732,7 +732,11 @@ mod tests {
         }
         // -1 has the x32 bit on x86_64; elsewhere it is just out of range (ENOSYS).
         let minus_one = if X32 { DENY } else { ALLOW };
-        assert_eq!(run(&p, AUDIT_ARCH_NATIVE, u32::MAX, [0; 6]), minus_one, "nr -1");
+        assert_eq!(
+            run(&p, AUDIT_ARCH_NATIVE, u32::MAX, [0; 6]),
+            minus_one,
+            "nr -1"
+        );
         // Out of range without the x32 bit: allowed (the kernel answers ENOSYS).
         assert_eq!(run(&p, AUDIT_ARCH_NATIVE, 0x8000_0000, [0; 6]), ALLOW);
     }
@@ -783,11 +787,12 @@ mod tests {
         assert_eq!(call(libc::SYS_poll, 2, 10), DENY);
         #[cfg(target_arch = "x86_64")]
         assert_eq!(call(libc::SYS_poll, 2, minus_one), DENY);
-        for nr in [
+        let epoll_waits: &[libc::c_long] = &[
             #[cfg(target_arch = "x86_64")]
             libc::SYS_epoll_wait,
             libc::SYS_epoll_pwait,
-        ] {
+        ];
+        for &nr in epoll_waits {
             assert_eq!(call(nr, 3, 0), ALLOW, "{nr}");
             assert_eq!(call(nr, 3, 1), DENY, "{nr}");
             assert_eq!(call(nr, 3, minus_one), DENY, "{nr}");
