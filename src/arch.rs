@@ -66,6 +66,47 @@ mod tests {
         r.1
     }
 
+    /// The program counter `pc` finds in a context the kernel filled in, recorded by the
+    /// handler below; 0 until a signal arrives.
+    static SEEN_PC: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    extern "C" fn record_pc(_: libc::c_int, _: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: `ctx` is this SA_SIGINFO handler's third argument, read while it runs.
+        let pc = unsafe { *super::pc(ctx) };
+        SEEN_PC.store(pc, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `pc` names the slot where this architecture's kernel saves the program counter: a signal
+    /// that the stub's own system call sends to its thread is delivered as the kernel returns
+    /// from that call, so the saved program counter is exactly the stub's end label. (A wrong
+    /// slot, such as the link register, gives another address.) Replaces a signal handler, so
+    /// it runs in a child process.
+    #[test]
+    fn the_kernel_saves_the_program_counter_where_pc_reads_it() {
+        let name = "arch::tests::the_kernel_saves_the_program_counter_where_pc_reads_it";
+        testkit::in_child(name, std::time::Duration::from_secs(60), || {
+            let mut end = cancel_address();
+            while !in_window(end - 1) {
+                end -= 1;
+            }
+            let handler = record_pc as extern "C" fn(_, _, _) as usize;
+            let action = crate::signal::action(handler, libc::SA_SIGINFO);
+            // SAFETY: a fully initialised action whose handler has the SA_SIGINFO signature
+            // and only stores an integer; this child process runs nothing else.
+            let r = unsafe { libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut()) };
+            assert_eq!(r, 0, "sigaction: {}", std::io::Error::last_os_error());
+            // SAFETY: the thread's own ids; sends a signal this process handles.
+            let (pid, tid) = (unsafe { libc::getpid() }, unsafe { libc::gettid() });
+            let sent = crate::syscall::call(
+                libc::SYS_tgkill,
+                [pid.into(), tid.into(), libc::SIGUSR2.into(), 0, 0, 0],
+            );
+            assert!(sent.is_ok(), "tgkill through the stub failed");
+            let seen = SEEN_PC.load(std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(seen, end, "saved pc {seen:#x}, the stub's end label {end:#x}");
+        });
+    }
+
     /// The handler reads and moves this architecture's program counter: one inside the stub's
     /// window goes to the cancel label, one at its end (the system call returned) or anywhere
     /// else is left alone.

@@ -41,7 +41,7 @@
 //! 1. **The architecture, first.** A system-call number means nothing without its ABI: an
 //!    x86_64 process can also enter the kernel through `int $0x80`, where the i386 table
 //!    applies (i386 `read` is 3, x86_64's 3 is `close`). Every call whose `arch` is not the
-//!    native one (`arch::AUDIT_ARCH`: `AUDIT_ARCH_NATIVE`, `AUDIT_ARCH_AARCH64` or
+//!    native one (`arch::AUDIT_ARCH`: `AUDIT_ARCH_X86_64`, `AUDIT_ARCH_AARCH64` or
 //!    `AUDIT_ARCH_RISCV64`) is denied: a Rust thread makes none, and allowing them would let
 //!    any i386 blocking call through. (An aarch64 or riscv64 process has no second ABI; the
 //!    check costs one instruction there and keeps the program the same shape.)
@@ -277,8 +277,8 @@ fn emit_check(p: &mut Vec<Insn>, rule: Rule) {
 }
 
 /// The filter: `load arch; not native: deny; load nr; x32 bit (x86_64 only): deny;` then a
-/// balanced binary
-/// search over the sealed numbers; the argument checks; `allow`; `deny with ECANCELED`.
+/// balanced binary search over the sealed numbers; the argument checks; `allow`; `deny with
+/// ECANCELED`.
 ///
 /// A search rather than a list of comparisons: since Linux 5.11 attaching a filter runs it
 /// for every system-call number to build the kernel's action cache, so the attach, which is
