@@ -103,7 +103,10 @@ mod tests {
             );
             assert!(sent.is_ok(), "tgkill through the stub failed");
             let seen = SEEN_PC.load(std::sync::atomic::Ordering::Relaxed);
-            assert_eq!(seen, end, "saved pc {seen:#x}, the stub's end label {end:#x}");
+            assert_eq!(
+                seen, end,
+                "saved pc {seen:#x}, the stub's end label {end:#x}"
+            );
         });
     }
 
