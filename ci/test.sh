@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # killable's CI: the README's test command, then formatting, lints and docs, the quick
-# reliability run, and every test binary under valgrind.
+# reliability run, every test binary under valgrind, and (on x86_64) the whole suite for aarch64
+# and riscv64 under emulation.
 # Runs from a clean clone with only the Rust toolchain, gcc, python3 and valgrind.
 #
 # The workspace is killable and its dev-only fixture crate testkit/: `cargo test` builds testkit
@@ -51,5 +52,14 @@ print("reliability: " + ", ".join("%s = 0" % k for k in must_be_zero))
 
 step "valgrind (ci/valgrind.sh)"
 bash ci/valgrind.sh
+
+# The other architectures, under qemu-user (ci/cross.sh installs what it needs). On an aarch64
+# machine the steps above already ran the suite natively.
+if [ "$(uname -m)" = x86_64 ]; then
+  step "aarch64 and riscv64 under emulation (ci/cross.sh)"
+  bash ci/cross.sh
+else
+  step "ci/cross.sh skipped: it emulates from x86_64, and this machine is $(uname -m)"
+fi
 
 echo "== ci/test.sh: all green in $((SECONDS - started)) s"

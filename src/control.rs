@@ -7,7 +7,7 @@
 //!
 //! ## The state word
 //!
-//! `Control::state` is one 32-bit word, loaded by the stub (`src/sys/syscall_x86_64.S`) right
+//! `Control::state` is one 32-bit word, loaded by the stub (`src/sys/syscall_<arch>.S`) right
 //! before it enters the kernel and by the kill-region entry (`src/sys/kill.c`):
 //!
 //! * bits 0..8: stop requests. `INTERRUPT` (set by `interrupt()`, sticky until
@@ -790,7 +790,7 @@ mod tests {
         static killable_stub_request_mask: u32;
     }
 
-    /// The C (`kill.c`) and assembly (`syscall_x86_64.S`) copies of the layout match this file.
+    /// The C (`kill.c`) and assembly (`syscall_<arch>.S`) copies of the layout match this file.
     #[test]
     fn the_c_and_assembly_layouts_match() {
         // SAFETY: constants defined in the C and assembly files, never written.

@@ -110,6 +110,7 @@ const FD_FIRST: &[i64] = &[
     libc::SYS_tee,
     libc::SYS_vmsplice,
     libc::SYS_copy_file_range,
+    #[cfg(target_arch = "x86_64")] // not in the generic table
     libc::SYS_getdents,
     libc::SYS_getdents64,
     libc::SYS_lseek,
@@ -153,6 +154,7 @@ const FD_FIRST: &[i64] = &[
     libc::SYS_flistxattr,
     libc::SYS_fremovexattr,
     // Waiting on a descriptor.
+    #[cfg(target_arch = "x86_64")] // not in the generic table
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,

@@ -75,20 +75,29 @@
 //!
 //! # Platform
 //!
-//! Linux on x86_64 only; the crate refuses to build elsewhere.
+//! Linux on x86_64, aarch64 and riscv64 (see the README's platforms table); the crate refuses to
+//! build elsewhere.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-compile_error!("killable supports only Linux on x86_64");
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+compile_error!("killable supports only Linux on x86_64, aarch64 and riscv64");
 
 /// The README's examples run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod arch;
 mod blocking;
 mod control;
 mod deadline;
@@ -108,6 +117,8 @@ mod spawn;
 mod stack;
 pub mod sync;
 mod syscall;
+#[cfg_attr(target_arch = "aarch64", path = "syscall_names_aarch64.rs")]
+#[cfg_attr(target_arch = "riscv64", path = "syscall_names_riscv64.rs")]
 mod syscall_names;
 mod thread;
 mod time;

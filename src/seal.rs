@@ -40,12 +40,15 @@
 //!
 //! 1. **The architecture, first.** A system-call number means nothing without its ABI: an
 //!    x86_64 process can also enter the kernel through `int $0x80`, where the i386 table
-//!    applies (i386 `read` is 3, x86_64's 3 is `close`). Every call whose `arch` is not
-//!    `AUDIT_ARCH_X86_64` is denied: a Rust thread makes none, and allowing them would let
-//!    any i386 blocking call through.
-//! 2. **The x32 bit.** x32 calls arrive with the x86_64 `arch` and `nr | 0x40000000`, and reach
-//!    the same kernel functions (x32 `read` blocks like `read`) where the kernel has x32
-//!    enabled. Every number with that bit is denied, whatever the rest of the number says.
+//!    applies (i386 `read` is 3, x86_64's 3 is `close`). Every call whose `arch` is not the
+//!    native one (`arch::AUDIT_ARCH`: `AUDIT_ARCH_X86_64`, `AUDIT_ARCH_AARCH64` or
+//!    `AUDIT_ARCH_RISCV64`) is denied: a Rust thread makes none, and allowing them would let
+//!    any i386 blocking call through. (An aarch64 or riscv64 process has no second ABI; the
+//!    check costs one instruction there and keeps the program the same shape.)
+//! 2. **The x32 bit** (x86_64 only). x32 calls arrive with the x86_64 `arch` and
+//!    `nr | 0x40000000`, and reach the same kernel functions (x32 `read` blocks like `read`)
+//!    where the kernel has x32 enabled. Every number with that bit is denied, whatever the rest
+//!    of the number says.
 //! 3. **The number**, by a binary search over the sealed numbers (see `build_program`).
 //! 4. **One argument**, for the calls whose blocking depends on it (low 32 bits at offset
 //!    `16 + 8 * i` of `struct seccomp_data`, little-endian; every argument checked here is an
@@ -130,8 +133,11 @@ const MSG_FASTOPEN: u32 = libc::MSG_FASTOPEN as u32;
 /// `SYSLOG_ACTION_READ`: waits until the kernel logs a message (and consumes it).
 const SYSLOG_WAITS: &[u32] = &[2];
 
-/// The blocking system calls a sealed thread can no longer make (x86_64 numbers), and how.
-const SEALED_CALLS: [(libc::c_long, Rule); 42] = [
+/// The blocking system calls a sealed thread can no longer make, and how. The numbers are
+/// libc's for the target; aarch64 and riscv64 share the kernel's generic table, which has no
+/// `poll`, `select`, `epoll_wait` or `pause` (their C library calls `ppoll`, `pselect6`,
+/// `epoll_pwait` and `ppoll`, sealed here on every architecture).
+const SEALED_CALLS: &[(libc::c_long, Rule)] = &[
     (libc::SYS_read, Rule::Deny),
     (libc::SYS_readv, Rule::Deny),
     (libc::SYS_pread64, Rule::Deny),
@@ -154,15 +160,19 @@ const SEALED_CALLS: [(libc::c_long, Rule); 42] = [
     (libc::SYS_tee, Rule::Deny),
     (libc::SYS_nanosleep, Rule::Deny),
     (libc::SYS_clock_nanosleep, Rule::Deny),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_poll, Rule::AllowIfZero(2)),
     (libc::SYS_ppoll, Rule::Deny),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_select, Rule::Deny),
     (libc::SYS_pselect6, Rule::Deny),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_epoll_wait, Rule::AllowIfZero(3)),
     (libc::SYS_epoll_pwait, Rule::AllowIfZero(3)),
     (libc::SYS_epoll_pwait2, Rule::Deny),
     (libc::SYS_wait4, Rule::AllowIfAnyBit(2, WNOHANG)),
     (libc::SYS_waitid, Rule::AllowIfAnyBit(3, WNOHANG)),
+    #[cfg(target_arch = "x86_64")]
     (libc::SYS_pause, Rule::Deny),
     (libc::SYS_rt_sigsuspend, Rule::Deny),
     (libc::SYS_rt_sigtimedwait, Rule::Deny),
@@ -172,7 +182,10 @@ const SEALED_CALLS: [(libc::c_long, Rule); 42] = [
     (libc::SYS_io_getevents, Rule::Deny),
     // An AIO read of a pipe or socket runs synchronously inside io_submit, and waits.
     (libc::SYS_io_submit, Rule::Deny),
+    #[cfg(target_arch = "x86_64")]
     (333, Rule::Deny), // io_pgetevents (not in libc for x86_64)
+    #[cfg(not(target_arch = "x86_64"))]
+    (292, Rule::Deny), // io_pgetevents (generic table; not in libc)
     (libc::SYS_mq_timedreceive, Rule::Deny),
     (
         libc::SYS_io_uring_enter,
@@ -196,7 +209,7 @@ const BPF_RET_K: u16 = 0x06;
 const BPF_MISC_TAX: u16 = 0x07;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const SECCOMP_SET_MODE_FILTER: libc::c_long = 1;
 /// `struct seccomp_data`: `int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6];`.
@@ -270,8 +283,8 @@ fn emit_check(p: &mut Vec<Insn>, rule: Rule) {
     p.extend_from_slice(tail);
 }
 
-/// The filter: `tax; load arch; not x86_64: deny; load nr; x32 bit: deny;` then a balanced
-/// binary search over the sealed numbers; the argument checks (one per distinct rule);
+/// The filter: `tax; load arch; not native: deny; load nr; x32 bit (x86_64 only): deny;` then a
+/// balanced binary search over the sealed numbers; the argument checks (one per distinct rule);
 /// `allow`; `deny with ECANCELED`.
 ///
 /// Attaching the filter is most of a seal's latency, and the program starts the way it does
@@ -314,8 +327,9 @@ fn build_program() -> Vec<libc::sock_filter> {
         // First, so that the kernel's action-cache emulation stops at once (see above).
         (BPF_MISC_TAX, To::Next, To::Next, 0),
         (BPF_LD_W_ABS, To::Next, To::Next, OFFSET_ARCH),
-        (BPF_JMP_JEQ_K, To::Next, To::Deny, AUDIT_ARCH_X86_64),
+        (BPF_JMP_JEQ_K, To::Next, To::Deny, crate::arch::AUDIT_ARCH),
         (BPF_LD_W_ABS, To::Next, To::Next, OFFSET_NR),
+        #[cfg(target_arch = "x86_64")]
         (BPF_JMP_JSET_K, To::Deny, To::Next, X32_SYSCALL_BIT),
     ];
     emit_search(&mut p, &nums);
@@ -574,8 +588,13 @@ mod tests {
     const DENY: u32 = SECCOMP_RET_ERRNO | libc::ECANCELED as u32;
     const ALLOW: u32 = SECCOMP_RET_ALLOW;
     const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+    /// The native ABI's (arch.rs).
+    const AUDIT_ARCH_NATIVE: u32 = crate::arch::AUDIT_ARCH;
+    /// Whether the x32 bit is denied (x86_64 only).
+    const X32: bool = cfg!(target_arch = "x86_64");
 
-    /// `struct seccomp_data` as the kernel lays it out on x86_64 (little-endian).
+    /// `struct seccomp_data` as the kernel lays it out (little-endian on every supported
+    /// architecture).
     fn data(arch: u32, nr: u32, args: [u64; 6]) -> [u8; 64] {
         let mut d = [0u8; 64];
         d[0..4].copy_from_slice(&nr.to_le_bytes());
@@ -621,7 +640,7 @@ mod tests {
 
     /// What the filter should answer, from the table's rules, computed in Rust.
     fn reference(arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-        if arch != AUDIT_ARCH_X86_64 || nr & X32_SYSCALL_BIT != 0 {
+        if arch != AUDIT_ARCH_NATIVE || (X32 && nr & X32_SYSCALL_BIT != 0) {
             return DENY;
         }
         let Some(&(_, rule)) = SEALED_CALLS.iter().find(|c| c.0 as u32 == nr) else {
@@ -642,7 +661,7 @@ mod tests {
     /// a rule tests (with and without the upper half set, which the kernel ignores).
     fn arg_patterns() -> Vec<[u64; 6]> {
         let mut values: Vec<u64> = vec![0, 1, 2, 4, 7, 8, 38, u64::MAX, 1 << 32, 0xffff_ffff];
-        for &(_, rule) in &SEALED_CALLS {
+        for &(_, rule) in SEALED_CALLS {
             match rule {
                 Rule::Deny | Rule::AllowIfZero(_) => {}
                 Rule::AllowIfAnyBit(_, m) | Rule::DenyIfAnyBit(_, m) => values.push(m.into()),
@@ -678,7 +697,7 @@ mod tests {
             let some = [[0; 6], [u64::MAX; 6]];
             let args: &[[u64; 6]] = if near { &patterns } else { &some };
             for &args in args {
-                for arch in [AUDIT_ARCH_X86_64, AUDIT_ARCH_I386, 0] {
+                for arch in [AUDIT_ARCH_NATIVE, AUDIT_ARCH_I386, 0] {
                     for n in [nr, nr | X32_SYSCALL_BIT] {
                         assert_eq!(
                             run(&p, arch, n, args),
@@ -701,14 +720,14 @@ mod tests {
                 None => ALLOW,
                 Some(_) => continue, // by argument: see below
             };
-            assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr, [0; 6]), want, "syscall {nr}");
+            assert_eq!(run(&p, AUDIT_ARCH_NATIVE, nr, [0; 6]), want, "syscall {nr}");
             assert_eq!(
-                run(&p, AUDIT_ARCH_X86_64, nr, [u64::MAX; 6]),
+                run(&p, AUDIT_ARCH_NATIVE, nr, [u64::MAX; 6]),
                 want,
                 "syscall {nr}"
             );
         }
-        let x86 = |nr: libc::c_long| run(&p, AUDIT_ARCH_X86_64, nr as u32, [0; 6]);
+        let native = |nr: libc::c_long| run(&p, AUDIT_ARCH_NATIVE, nr as u32, [0; 6]);
         for nr in [
             libc::SYS_splice,
             libc::SYS_tee,
@@ -717,7 +736,7 @@ mod tests {
             libc::SYS_io_submit,
             libc::SYS_sendfile,
         ] {
-            assert_eq!(x86(nr), DENY, "syscall {nr}");
+            assert_eq!(native(nr), DENY, "syscall {nr}");
         }
         // Locks, writes (sends without flags) and the exit path stay allowed.
         for nr in [
@@ -738,7 +757,7 @@ mod tests {
             libc::SYS_exit_group,
             libc::SYS_rt_sigreturn,
         ] {
-            assert_eq!(x86(nr), ALLOW, "syscall {nr}");
+            assert_eq!(native(nr), ALLOW, "syscall {nr}");
         }
     }
 
@@ -750,13 +769,20 @@ mod tests {
             assert_eq!(run(&p, AUDIT_ARCH_I386, nr, [0; 6]), DENY, "i386 {nr}");
         }
         // x32: read, write, and numbers the x86_64 table allows.
+        #[cfg(target_arch = "x86_64")]
         for nr in [0, 1, 60, 202, 512, 547, 0x3fff_ffff] {
             let x32 = X32_SYSCALL_BIT | nr;
-            assert_eq!(run(&p, AUDIT_ARCH_X86_64, x32, [0; 6]), DENY, "x32 {nr}");
+            assert_eq!(run(&p, AUDIT_ARCH_NATIVE, x32, [0; 6]), DENY, "x32 {nr}");
         }
-        assert_eq!(run(&p, AUDIT_ARCH_X86_64, u32::MAX, [0; 6]), DENY, "nr -1");
+        // -1 has the x32 bit on x86_64; elsewhere it is just out of range (ENOSYS).
+        let minus_one = if X32 { DENY } else { ALLOW };
+        assert_eq!(
+            run(&p, AUDIT_ARCH_NATIVE, u32::MAX, [0; 6]),
+            minus_one,
+            "nr -1"
+        );
         // Out of range without the x32 bit: allowed (the kernel answers ENOSYS).
-        assert_eq!(run(&p, AUDIT_ARCH_X86_64, 0x8000_0000, [0; 6]), ALLOW);
+        assert_eq!(run(&p, AUDIT_ARCH_NATIVE, 0x8000_0000, [0; 6]), ALLOW);
     }
 
     #[test]
@@ -765,7 +791,7 @@ mod tests {
         let call = |nr: libc::c_long, i: usize, v: u64| {
             let mut a = [0u64; 6];
             a[i] = v;
-            run(&p, AUDIT_ARCH_X86_64, nr as u32, a)
+            run(&p, AUDIT_ARCH_NATIVE, nr as u32, a)
         };
         let (wnohang, minus_one) = (libc::WNOHANG as u64, u64::MAX);
         // wait4(pid, status, options, rusage): WNOHANG never waits (Child::try_wait).
@@ -793,15 +819,24 @@ mod tests {
             DENY
         );
         // poll(fds, nfds, timeout_ms), epoll_wait/epoll_pwait(epfd, events, max, timeout_ms).
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(call(libc::SYS_poll, 2, 0), ALLOW);
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(
             call(libc::SYS_poll, 2, 1 << 32),
             ALLOW,
             "the kernel sees timeout 0"
         );
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(call(libc::SYS_poll, 2, 10), DENY);
+        #[cfg(target_arch = "x86_64")]
         assert_eq!(call(libc::SYS_poll, 2, minus_one), DENY);
-        for nr in [libc::SYS_epoll_wait, libc::SYS_epoll_pwait] {
+        let epoll_waits: &[libc::c_long] = &[
+            #[cfg(target_arch = "x86_64")]
+            libc::SYS_epoll_wait,
+            libc::SYS_epoll_pwait,
+        ];
+        for &nr in epoll_waits {
             assert_eq!(call(nr, 3, 0), ALLOW, "{nr}");
             assert_eq!(call(nr, 3, 1), DENY, "{nr}");
             assert_eq!(call(nr, 3, minus_one), DENY, "{nr}");
@@ -810,6 +845,7 @@ mod tests {
         for nr in [
             libc::SYS_ppoll,
             libc::SYS_epoll_pwait2,
+            #[cfg(target_arch = "x86_64")]
             libc::SYS_select,
             libc::SYS_pselect6,
         ] {

@@ -91,8 +91,8 @@ pub(crate) fn send_marked(tid: libc::pid_t, sig: libc::c_int) -> libc::c_long {
     info.si_signo = sig;
     info.si_code = libc::SI_QUEUE;
     let raw = (&raw mut info).cast::<u8>();
-    // SAFETY: x86_64 layout of `_rt` in siginfo_t: si_pid at byte 16, si_uid at 20, si_value
-    // at 24; all inside the 128-byte struct we own.
+    // SAFETY: layout of `_rt` in siginfo_t on every supported architecture (arch.rs): si_pid at
+    // byte 16, si_uid at 20, si_value at 24; all inside the 128-byte struct we own.
     unsafe {
         raw.add(16).cast::<i32>().write_unaligned(pid());
         raw.add(20)
@@ -323,7 +323,7 @@ impl Drop for ErrnoGuard {
 
 /// The handler's Rust half, called by the C entry `killable_signal_entry`. Async-signal-safe:
 /// see the module docs. Returns 1 when the C entry must abandon the innermost kill region.
-extern "C" fn handler(
+pub(crate) extern "C" fn handler(
     sig: libc::c_int,
     info: *mut libc::siginfo_t,
     ctx: *mut libc::c_void,
@@ -372,10 +372,9 @@ extern "C" fn handler(
     // kernel restores on return; moving the program counter to the stub's cancel label is the
     // designed use (the label returns -EINTR, the stub has not touched the stack).
     unsafe {
-        let uc = ctx.cast::<libc::ucontext_t>();
-        let pc = &mut (*uc).uc_mcontext.gregs[libc::REG_RIP as usize];
-        if syscall::in_window(*pc as usize) {
-            *pc = syscall::cancel_address() as i64;
+        let pc = crate::arch::pc(ctx);
+        if syscall::in_window(*pc) {
+            *pc = syscall::cancel_address();
         }
     }
     0

@@ -1,4 +1,5 @@
-//! The Rust side of the race-free system call (`src/sys/syscall_x86_64.S`).
+//! The Rust side of the race-free system call (`src/sys/syscall_<arch>.S`: x86_64, aarch64,
+//! riscv64; one contract, described in the x86_64 file).
 //!
 //! Every killable blocking call goes through [`call`] (or [`call_once`] when a retry needs
 //! care). See `interrupt.rs` for the control word the stub loads and `signal.rs` for the
@@ -9,7 +10,7 @@ use std::io;
 use crate::control::{Control, with_current};
 use crate::errors::Interrupted;
 
-// Keep in sync with src/sys/syscall_x86_64.S.
+// Keep in sync with src/sys/syscall_<arch>.S.
 unsafe extern "C" {
     fn killable_syscall_cp(
         state: *const u32,

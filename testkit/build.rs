@@ -5,7 +5,7 @@
 fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
-    if os != "linux" || arch != "x86_64" {
+    if os != "linux" || !matches!(arch.as_str(), "x86_64" | "aarch64" | "riscv64") {
         // killable refuses to build there with a clear message; nothing to compile here.
         return;
     }

@@ -9,7 +9,7 @@ fn forged_signals_interrupt_nothing() {
     if let Ok(spec) = std::env::var(forge::CHILD_ENV) {
         forge::child_main(&spec);
     }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    let mut child = testkit::own_binary();
     child.args([
         "forged_signals_interrupt_nothing",
         "--exact",

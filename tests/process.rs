@@ -4,7 +4,6 @@
 //! This binary has no test harness (`harness = false` in Cargo.toml), so `main` is the
 //! process's main thread.
 
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -143,7 +142,7 @@ fn overflow_child() -> ! {
 }
 
 fn stack_overflow_is_reported_like_std() {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = testkit::own_binary()
         .arg("overflow-child")
         .output()
         .unwrap();

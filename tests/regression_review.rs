@@ -28,9 +28,10 @@ fn regression_failed_spawn_never_hangs_a_snapshot() {
                 .spawn(move || {
                     let mut failures = 0u64;
                     while !s.load(Ordering::Relaxed) {
-                        // A stack no machine can map: pthread_create fails.
+                        // A stack no process can map (1 PiB: see tests/thread.rs):
+                        // pthread_create fails.
                         if killable::Builder::new()
-                            .stack_size(1 << 40)
+                            .stack_size(1 << 50)
                             .spawn(|| ())
                             .is_err()
                         {

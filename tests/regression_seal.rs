@@ -50,6 +50,7 @@ fn errno() -> i32 {
 
 /// `read` through the i386 ABI (`int $0x80`, nr 3) into a buffer below 4 GiB; returns the raw
 /// result (`-errno` on failure).
+#[cfg(target_arch = "x86_64")]
 fn int80_read(fd: RawFd, buf: *mut u8, len: usize) -> i32 {
     let r: i64;
     // SAFETY: the i386 `read` writes at most `len` bytes at `buf`, which the caller maps below
@@ -74,6 +75,7 @@ fn int80_read(fd: RawFd, buf: *mut u8, len: usize) -> i32 {
 
 /// A sealed thread's `read` through `int $0x80` on an empty pipe fails with `ECANCELED` instead
 /// of blocking (the filter used to allow every call whose arch was not x86_64).
+#[cfg(target_arch = "x86_64")] // aarch64 and riscv64 processes have one ABI
 #[test]
 fn regression_seal_denies_i386_int80_read() {
     in_child("regression_seal_denies_i386_int80_read", LIMIT, || {
@@ -105,6 +107,7 @@ fn regression_seal_denies_i386_int80_read() {
 /// A sealed thread's x32 system call (`nr | 0x40000000`) fails with `ECANCELED` (the filter used
 /// to allow every number with the x32 bit; where the kernel has x32 enabled, an x32 `read`
 /// blocked).
+#[cfg(target_arch = "x86_64")] // elsewhere such numbers are merely out of range (ENOSYS)
 #[test]
 fn regression_seal_denies_x32_numbers() {
     in_child("regression_seal_denies_x32_numbers", LIMIT, || {
@@ -529,7 +532,7 @@ fn after(delay: Duration, f: impl FnOnce() + Send + 'static) {
     });
 }
 
-/// `struct iocb` (linux/aio_abi.h, x86_64).
+/// `struct iocb` (linux/aio_abi.h; the same on x86_64, aarch64 and riscv64, little-endian).
 #[repr(C)]
 #[derive(Default)]
 struct Iocb {

@@ -5,7 +5,7 @@
 use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ fn child(mode: &str) -> ! {
 }
 
 fn run_child(mode: &str, signals: &[i32]) -> (Option<i32>, String) {
-    let mut c = Command::new(std::env::current_exe().unwrap())
+    let mut c = testkit::own_binary()
         .args([
             "shutdown_then_signals",
             "--exact",

@@ -47,7 +47,7 @@ fn child_sender() {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     info.si_signo = libc::SIGUSR1;
     // The forged fields live after si_signo/si_errno/si_code: pid at offset 16, uid at 20,
-    // value at 24 (x86_64 layout of the _rt and _timer members).
+    // value at 24 (layout of the _rt and _timer members on x86_64, aarch64 and riscv64).
     let raw = (&raw mut info).cast::<u8>();
     let r = match mode.as_str() {
         // SAFETY: tgkill has no memory preconditions.
@@ -81,7 +81,7 @@ fn child_sender() {
 }
 
 fn send_from_child(mode: &str, tid: i32) {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let out = testkit::own_binary()
         .args(["child_sender", "--exact", "--test-threads=1"])
         .env("KILLABLE_SEND", mode)
         .env("KILLABLE_PID", std::process::id().to_string())

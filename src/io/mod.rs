@@ -47,16 +47,18 @@ pub use poll::{Interest, PollFd, poll};
 ///
 /// let (reader, mut writer) = std::io::pipe().unwrap();
 /// writer.write_all(b"hello\n").unwrap();
+/// let (read_one, first_read) = std::sync::mpsc::channel();
 /// let h = killable::spawn(move || {
 ///     let mut lines = BufReader::new(killable::io::Interruptible::new(reader));
 ///     let mut first = String::new();
 ///     lines.read_line(&mut first).unwrap();
+///     read_one.send(()).unwrap();
 ///     let mut second = String::new();
 ///     let blocked = lines.read_line(&mut second); // nothing more is coming
 ///     (first, blocked)
 /// });
-/// std::thread::sleep(std::time::Duration::from_millis(20));
-/// h.interrupt();
+/// first_read.recv().unwrap();
+/// h.interrupt(); // before or during the second read: either way it fails
 /// let (first, blocked) = h.join().unwrap();
 /// assert_eq!(first, "hello\n");
 /// assert!(killable::is_interrupt(&blocked.unwrap_err()));

@@ -37,8 +37,8 @@ struct killable_region {
 	sigset_t mask;
 };
 
-/* The innermost region of this thread. initial-exec: a plain %fs-relative access, safe in a
- * signal handler (no lazy TLS allocation). */
+/* The innermost region of this thread. initial-exec: a plain access relative to the thread
+ * pointer (%fs, tpidr_el0, tp), safe in a signal handler (no lazy TLS allocation). */
 static __thread struct killable_region *killable_region_top
 	__attribute__((tls_model("initial-exec")));
 

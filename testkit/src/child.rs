@@ -11,6 +11,29 @@ use std::time::Duration;
 /// Set in the child's environment to the name of the test it runs.
 const CHILD_ENV: &str = "KILLABLE_TESTKIT_CHILD";
 
+/// Set by `ci/cross.sh` when the tests run under user-mode emulation: the emulator command line
+/// (`qemu-aarch64`, `qemu-riscv64 -L /usr/riscv64-linux-gnu`) that runs a binary of the target.
+const RUNNER_ENV: &str = "KILLABLE_TEST_RUNNER";
+
+/// A command that runs this test binary again (its arguments are the caller's to add).
+///
+/// Natively that is the binary itself. Under user-mode emulation (`ci/cross.sh` sets
+/// `KILLABLE_TEST_RUNNER`), an emulated process cannot `exec` a binary of its own architecture:
+/// the host has no binfmt handler for it, so the copy is started through the emulator, as cargo
+/// started the first one.
+pub fn own_binary() -> Command {
+    let exe = std::env::current_exe().expect("own path");
+    match std::env::var(RUNNER_ENV) {
+        Ok(runner) if !runner.trim().is_empty() => {
+            let mut words = runner.split_whitespace();
+            let mut c = Command::new(words.next().expect("a runner"));
+            c.args(words).arg(exe);
+            c
+        }
+        _ => Command::new(exe),
+    }
+}
+
 /// Silences the panic message of panics that a test expects (their message contains
 /// `marker`), and keeps every other panic's report. The panic hook is process-wide: call this
 /// only in a process of its own, such as the child of [`in_child`].
@@ -46,7 +69,7 @@ pub fn in_child(name: &str, limit: Duration, body: impl FnOnce()) {
         body();
         return;
     }
-    let child = Command::new(std::env::current_exe().expect("own path"))
+    let child = own_binary()
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .env(CHILD_ENV, name)
         .stdout(Stdio::piped())

@@ -59,7 +59,7 @@ pub fn child_main(spec: &str) -> ! {
         let raw = (&raw mut info).cast::<u8>();
         let forge = |code: i32, value: usize, info: &mut libc::siginfo_t| {
             info.si_code = code;
-            // SAFETY: x86_64 `_rt` layout: pid at 16, uid at 20, value at 24.
+            // SAFETY: `_rt` layout (x86_64, aarch64, riscv64): pid at 16, uid at 20, value at 24.
             unsafe {
                 raw.add(16).cast::<i32>().write_unaligned(pid);
                 raw.add(24).cast::<usize>().write_unaligned(value);

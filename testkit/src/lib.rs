@@ -24,5 +24,5 @@ pub mod stress;
 mod child;
 mod wait;
 
-pub use child::{in_child, panics_on_purpose, quiet_panics};
+pub use child::{in_child, own_binary, panics_on_purpose, quiet_panics};
 pub use wait::{BLOCK_LIMIT, task_state, wait_blocked, wait_until};
