@@ -277,7 +277,9 @@ fn stopping_with_a_report() {
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(20));
     // No kill region: the kill's wait is skipped, and the seal comes after the interrupt's half.
-    let stopped = h.stop(Duration::from_millis(500)).expect("the seal reaches accept");
+    let stopped = h
+        .stop(Duration::from_millis(500))
+        .expect("the seal reaches accept");
     let level = stopped.level();
     let elapsed = stopped.elapsed();
     let err = stopped.into_result().unwrap().unwrap_err();

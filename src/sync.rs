@@ -306,8 +306,10 @@ impl Condvar {
         mutex: &'a Mutex<T>,
         guard: MutexGuard<'a, T>,
     ) -> Result<LockResult<MutexGuard<'a, T>>, Interrupted> {
-        self.wait_once(mutex, guard, None)
-            .map(|r| r.map(|(g, _)| g).map_err(|p| PoisonError::new(p.into_inner().0)))
+        self.wait_once(mutex, guard, None).map(|r| {
+            r.map(|(g, _)| g)
+                .map_err(|p| PoisonError::new(p.into_inner().0))
+        })
     }
 
     /// Like [`wait`](Condvar::wait), giving up after `timeout`: the flag is `true` if the time
@@ -399,8 +401,10 @@ impl Condvar {
     where
         F: FnMut(&mut T) -> bool,
     {
-        self.wait_inner(mutex, condition, None)
-            .map(|r| r.map(|(g, _)| g).map_err(|p| PoisonError::new(p.into_inner().0)))
+        self.wait_inner(mutex, condition, None).map(|r| {
+            r.map(|(g, _)| g)
+                .map_err(|p| PoisonError::new(p.into_inner().0))
+        })
     }
 
     /// Like [`wait_while`](Condvar::wait_while), giving up after `timeout`: the returned flag

@@ -34,7 +34,10 @@ fn interruptible_derefs_to_its_value() {
     let stream = Interruptible::connect_tcp(addr).unwrap();
     // TcpStream's own methods, through Deref and AsRef.
     assert_eq!(stream.peer_addr().unwrap(), addr);
-    assert_eq!(AsRef::<TcpStream>::as_ref(&stream).peer_addr().unwrap(), addr);
+    assert_eq!(
+        AsRef::<TcpStream>::as_ref(&stream).peer_addr().unwrap(),
+        addr
+    );
     let wrapped = Interruptible::new(listener);
     assert_eq!(wrapped.local_addr().unwrap(), addr);
 }
@@ -117,9 +120,7 @@ fn a_shared_stream_is_read_and_written_from_two_threads() {
     echo.write_all(&buf).unwrap();
     wait_blocked(reader.thread());
     reader.interrupt();
-    assert!(killable::is_interrupt(
-        &reader.join().unwrap().unwrap_err()
-    ));
+    assert!(killable::is_interrupt(&reader.join().unwrap().unwrap_err()));
 }
 
 // ---- error kinds ---------------------------------------------------------------------------
@@ -140,7 +141,9 @@ fn a_timeout_is_a_timeout_not_an_interrupt() {
         .unwrap();
     let os_timeout = udp.recv(&mut [0u8; 1]).unwrap_err();
     assert!(!killable::is_timeout(&os_timeout), "{os_timeout:?}");
-    assert!(!killable::is_timeout(&io::Error::from(io::ErrorKind::TimedOut)));
+    assert!(!killable::is_timeout(&io::Error::from(
+        io::ErrorKind::TimedOut
+    )));
 
     // An interrupt is an interrupt, not a timeout.
     killable::current().interrupt();

@@ -210,7 +210,10 @@ fn sleep_park_condvar_blocked_and_before() {
     let p = pair.clone();
     let r = interrupt_while_blocked(move || p.1.wait_while(&p.0, |v| *v == 0).map(|g| *g.unwrap()));
     assert!(r.is_err());
-    assert!(interrupted_before(|| pair.1.wait_while(&pair.0, |v| *v == 0).map(|g| *g.unwrap())).is_err());
+    assert!(
+        interrupted_before(|| pair.1.wait_while(&pair.0, |v| *v == 0).map(|g| *g.unwrap()))
+            .is_err()
+    );
     // And a plain notification still works.
     let p = pair.clone();
     let h = killable::spawn(move || p.1.wait_while(&p.0, |v| *v == 0).map(|g| *g.unwrap()));
