@@ -279,7 +279,9 @@ impl Condvar {
     ///
     /// # Panics
     ///
-    /// If `mutex` is not locked (so `guard` cannot be its guard).
+    /// If `mutex` is not locked (so `guard` cannot be its guard). The check cannot catch a
+    /// guard of another mutex while some other thread holds `mutex`: that is a logic error
+    /// (the wait then unlocks the guard's mutex and locks `mutex`), never undefined behaviour.
     ///
     /// # Examples
     ///
