@@ -22,6 +22,7 @@ fn main() {
     interrupting_blocked_calls();
     killing_a_c_loop();
     sealing_std_calls();
+    stopping_with_a_report();
     diagnosing_a_stuck_thread();
     println!("\ntour finished");
 }
@@ -165,7 +166,7 @@ fn interrupting_blocked_calls() {
     interrupt_and_time("condition wait", move || {
         let (lock, cv) = &*state;
         cv.wait_while(lock, |ready| !*ready)
-            .map(|_| ())
+            .map(drop)
             .map_err(|e| e.to_string())
     });
 }
@@ -195,11 +196,13 @@ fn killing_a_c_loop() {
     );
 }
 
-struct Announce(&'static str);
+/// Tells the tour, from the sealed thread's destructors, that they ran: the tour prints it after
+/// the "sealed" line it belongs to.
+struct Announce(std::sync::mpsc::Sender<()>);
 
 impl Drop for Announce {
     fn drop(&mut self) {
-        println!("   ({} ran its destructors on the way out)", self.0);
+        let _ = self.0.send(());
     }
 }
 
@@ -207,10 +210,11 @@ fn seal_and_report<T: std::fmt::Debug + Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> T + Send + 'static,
 ) {
+    let (dropped, destructors_ran) = std::sync::mpsc::channel();
     let h = killable::Builder::new()
         .name(what.into())
         .spawn(move || {
-            let _announce = Announce(what);
+            let _announce = Announce(dropped);
             f()
         })
         .expect("spawn");
@@ -239,6 +243,9 @@ fn seal_and_report<T: std::fmt::Debug + Send + 'static>(
             Err(_) => "a panic (std's sleep asserts that only EINTR can happen), unwound".into(),
         }
     );
+    if destructors_ran.try_recv().is_ok() {
+        println!("   ({what} ran its destructors on the way out)");
+    }
 }
 
 fn sealing_std_calls() {
@@ -261,8 +268,31 @@ fn sealing_std_calls() {
     drop((reader, writer));
 }
 
+fn stopping_with_a_report() {
+    println!("8. stop(grace): the levels that apply, and which one worked");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let h = killable::Builder::new()
+        .name("std accept".into())
+        .spawn(move || listener.accept().map(drop))
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(20));
+    // No kill region: the kill's wait is skipped, and the seal comes after the interrupt's half.
+    let stopped = h
+        .stop(Duration::from_millis(500))
+        .expect("the seal reaches accept");
+    let level = stopped.level();
+    let elapsed = stopped.elapsed();
+    let err = stopped.into_result().unwrap().unwrap_err();
+    println!(
+        "   std's accept: stopped by {level:?} after {elapsed:?} of 500 ms; \
+         is_sealed: {}, is_interrupt: {}",
+        killable::is_sealed(&err),
+        killable::is_interrupt(&err)
+    );
+}
+
 fn diagnosing_a_stuck_thread() {
-    println!("8. a thread nothing can stop, diagnosed");
+    println!("9. a thread nothing can stop, diagnosed");
     let lock = Arc::new(Mutex::new(()));
     let held = lock.lock().unwrap();
     let l = lock.clone();
@@ -272,7 +302,7 @@ fn diagnosing_a_stuck_thread() {
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(20));
     match h.stop(Duration::from_millis(400)) {
-        Ok(_) => println!("   it stopped after all"),
+        Ok(stopped) => println!("   it stopped after all: {stopped:?}"),
         Err(stuck) => {
             println!("   stop(400 ms) gave the handle back: {stuck}");
             drop(held);

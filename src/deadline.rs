@@ -22,7 +22,9 @@ use crate::time::{monotonic_timespec, now_ns, ts_to_ns};
 
 /// Runs `f`; every killable call `f` makes on this thread after `limit` has passed fails with
 /// [`Interrupted`](crate::Interrupted) whose [`is_timeout`](crate::Interrupted::is_timeout) is
-/// true, as an [`io::Error`] of kind [`io::ErrorKind::TimedOut`].
+/// true, as an [`io::Error`] of kind [`io::ErrorKind::TimedOut`] that
+/// [`is_timeout`](crate::is_timeout) recognises (and [`is_interrupt`](crate::is_interrupt) does
+/// not: a deadline is not a request to stop).
 ///
 /// A call blocked when the time passes is broken, like an interrupt breaks it. Timeouts nest:
 /// the earliest one in force applies. Only killable's calls are affected; the closure's other
@@ -44,6 +46,7 @@ use crate::time::{monotonic_timespec, now_ns, ts_to_ns};
 /// let mut buf = [0u8; 8];
 /// let err = killable::timeout(Duration::from_millis(20), || reader.read(&mut buf)).unwrap_err();
 /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+/// assert!(killable::is_timeout(&err) && !killable::is_interrupt(&err));
 /// ```
 pub fn timeout<R>(limit: Duration, f: impl FnOnce() -> R) -> R {
     match Instant::now().checked_add(limit) {

@@ -1,11 +1,20 @@
 //! Escalation: stopping threads within a deadline (`JoinHandle::stop`; `shutdown` in
 //! `shutdown.rs` runs it on every worker).
 //!
-//! Escalation runs the three levels in order within one grace period, on any number of threads
-//! at once: interrupt all of them and wait up to half the grace; kill those still running (a
-//! kill abandons a kill region, and is an interrupt otherwise) and wait up to three quarters;
-//! seal the rest and wait to the end. A thread that still runs then is reported with a
-//! [`Diagnosis`] read from `/proc`.
+//! Escalation runs the chosen levels ([`StopOptions`]; all three by default) in order within one
+//! grace period, on any number of threads at once. Each level but the last waits up to half of
+//! what is left of the grace, the last waits to the end: by default interrupt (to ½), kill (to
+//! ¾), seal (to the end), as before.
+//!
+//! The kill's wait is skipped when no thread still running is inside a kill region: outside a
+//! region a kill is only an interrupt, which they already have. The kill is still *requested*
+//! (it costs one signal), and that is what makes the skip race-free: a thread that enters a
+//! region after we looked finds the `KILL` bit set (the region's entry re-checks it after
+//! publishing the region) and returns `Err(Killed)` without running it, so no region can start
+//! in the gap and escape the kill. If the kill is the last level chosen, it waits to the end
+//! anyway (it is then the stop's only remaining chance).
+//!
+//! A thread that still runs at the end is reported with a [`Diagnosis`] read from `/proc`.
 
 use std::fmt;
 use std::io;
@@ -37,6 +46,126 @@ pub enum StopLevel {
     Kill,
     /// It returned after being sealed.
     Seal,
+}
+
+/// Which levels [`JoinHandle::stop_with`](crate::JoinHandle::stop_with) uses, in the fixed
+/// order interrupt, kill, seal; all three by default (what [`stop`](crate::JoinHandle::stop)
+/// uses). A builder in the manner of [`std::fs::OpenOptions`].
+///
+/// Each chosen level but the last waits up to half of what is left of the grace, the last to
+/// the end. The kill's wait is skipped when the thread is in no
+/// [`kill_region`](crate::kill_region) (the kill is still requested, so a region it enters
+/// later is not run).
+///
+/// * Leave out the seal for a thread that must be able to go on blocking afterwards (a sealed
+///   thread cannot be unsealed), or whose `ECANCELED` errors would be mistaken for real ones.
+/// * Leave out the interrupt (`interrupt(false)`) to go straight to the seal for a thread known
+///   to sit in std's calls, which retry the interrupt's `EINTR`: it then stops at once instead
+///   of after half the grace.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use killable::{StopLevel, StopOptions};
+/// // std's accept retries EINTR: only the seal reaches it, so go straight there.
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+/// let h = killable::spawn(move || listener.accept().map(drop));
+/// std::thread::sleep(Duration::from_millis(20));
+/// let stopped = h
+///     .stop_with(Duration::from_secs(10), StopOptions::new().interrupt(false).kill(false))
+///     .unwrap();
+/// assert_eq!(stopped.level(), StopLevel::Seal);
+/// assert!(killable::is_sealed(&stopped.into_result().unwrap().unwrap_err()));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct StopOptions {
+    interrupt: bool,
+    kill: bool,
+    seal: bool,
+}
+
+impl StopOptions {
+    /// All three levels: interrupt, kill, seal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(killable::StopOptions::new(), killable::StopOptions::default());
+    /// ```
+    #[must_use]
+    pub const fn new() -> StopOptions {
+        StopOptions {
+            interrupt: true,
+            kill: true,
+            seal: true,
+        }
+    }
+
+    /// Whether to interrupt first ([`Thread::interrupt`](crate::Thread::interrupt)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let seal_only = killable::StopOptions::new().interrupt(false).kill(false);
+    /// assert!(!seal_only.uses(killable::StopLevel::Interrupt));
+    /// ```
+    #[must_use]
+    pub const fn interrupt(mut self, yes: bool) -> StopOptions {
+        self.interrupt = yes;
+        self
+    }
+
+    /// Whether to kill ([`Thread::kill`](crate::Thread::kill)), abandoning a
+    /// [`kill_region`](crate::kill_region).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let polite = killable::StopOptions::new().kill(false).seal(false);
+    /// assert!(polite.uses(killable::StopLevel::Interrupt));
+    /// ```
+    #[must_use]
+    pub const fn kill(mut self, yes: bool) -> StopOptions {
+        self.kill = yes;
+        self
+    }
+
+    /// Whether to seal ([`Thread::seal`](crate::Thread::seal)) last.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let no_seal = killable::StopOptions::new().seal(false);
+    /// assert!(!no_seal.uses(killable::StopLevel::Seal));
+    /// ```
+    #[must_use]
+    pub const fn seal(mut self, yes: bool) -> StopOptions {
+        self.seal = yes;
+        self
+    }
+
+    /// Whether `level` is among the chosen ones (`AlreadyFinished` always is).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(killable::StopOptions::new().uses(killable::StopLevel::Kill));
+    /// ```
+    pub const fn uses(&self, level: StopLevel) -> bool {
+        match level {
+            StopLevel::AlreadyFinished => true,
+            StopLevel::Interrupt => self.interrupt,
+            StopLevel::Kill => self.kill,
+            StopLevel::Seal => self.seal,
+        }
+    }
+}
+
+impl Default for StopOptions {
+    fn default() -> StopOptions {
+        StopOptions::new()
+    }
 }
 
 /// What became of one thread in an escalation.
@@ -155,10 +284,20 @@ fn finished(t: &Thread) -> bool {
     t.inner.done_state() != RUNNING
 }
 
-/// Escalates on all `threads` at once within `grace`; one outcome per thread, in order.
+/// Escalates on all `threads` at once within `grace`, with every level; one outcome per thread,
+/// in order.
 pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> {
+    escalate_with(threads, grace, StopOptions::new())
+}
+
+/// Escalates with the levels `options` chooses (see the module's docs for the schedule).
+pub(crate) fn escalate_with(
+    threads: &[Thread],
+    grace: Duration,
+    options: StopOptions,
+) -> Vec<StopOutcome> {
     let start = Instant::now();
-    let at = |fraction: u32| start.checked_add(grace / 4 * fraction);
+    let end = start.checked_add(grace);
     let mut out: Vec<StopOutcome> = threads
         .iter()
         .map(|t| StopOutcome {
@@ -170,16 +309,34 @@ pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> 
         })
         .collect();
 
-    let phases: [(StopLevel, Option<Instant>); 3] = [
-        (StopLevel::Interrupt, at(2)),
-        (StopLevel::Kill, at(3)),
-        (StopLevel::Seal, at(4)),
-    ];
-    for (level, until) in phases {
+    let levels: Vec<StopLevel> = [StopLevel::Interrupt, StopLevel::Kill, StopLevel::Seal]
+        .into_iter()
+        .filter(|&l| options.uses(l))
+        .collect();
+    assert!(
+        !levels.is_empty(),
+        "killable: StopOptions chose no level of stopping"
+    );
+    for (k, &level) in levels.iter().enumerate() {
         let pending: Vec<usize> = (0..out.len()).filter(|&i| out[i].level.is_none()).collect();
         if pending.is_empty() {
             break;
         }
+        let last = k + 1 == levels.len();
+        // Looked at before the kill is requested; see the module's docs for why a region
+        // entered after this look cannot escape.
+        let kill_applies = level != StopLevel::Kill
+            || pending
+                .iter()
+                .any(|&i| crate::kill::in_kill_region(&out[i].thread.inner));
+        let now = Instant::now();
+        let until = if last {
+            end
+        } else if !kill_applies {
+            Some(now) // nothing to wait for: straight on to the next level
+        } else {
+            end.map(|e| now + e.saturating_duration_since(now) / 2)
+        };
         // One check of the handler for the whole phase, not one per thread.
         let installed = crate::signal::ensure_installed();
         for &i in &pending {
@@ -229,7 +386,7 @@ pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> 
             None => {
                 let soon = monotonic_timespec(Instant::now() + Duration::from_millis(100));
                 if o.thread.inner.wait_done(Some(&soon)) {
-                    o.level = Some(StopLevel::Seal);
+                    o.level = levels.last().copied();
                 }
             }
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::control::LOST_IN_FORK;
 use crate::diagnose::Diagnosis;
 use crate::errors::Interrupted;
-use crate::escalate::{StopOutcome, escalate};
+use crate::escalate::{StopLevel, StopOptions, StopOutcome, escalate_with};
 use crate::registry;
 use crate::thread::Thread;
 use crate::time::realtime_after;
@@ -313,10 +313,15 @@ impl<T> JoinHandle<T> {
         crate::sync::wait_timeout(&self.thread.inner, timeout)
     }
     /// Stops the thread within `grace`, escalating: interrupt, then kill (which abandons a
-    /// [`kill_region`](crate::kill_region)), then [seal](crate::Thread::seal); returns its result.
+    /// [`kill_region`](crate::kill_region)), then [seal](crate::Thread::seal); returns its result
+    /// with the level that stopped it and the time it took ([`Stopped`]).
     ///
-    /// The first half of `grace` is given to the interrupt, the next quarter to the kill and the
-    /// last quarter to the seal.
+    /// The interrupt is given half of `grace`. The kill is given half of the rest, but only if
+    /// the thread is inside a kill region: otherwise a kill is just another interrupt, so it is
+    /// requested (a region entered later is then not run) and the seal follows at once. The
+    /// seal is given the rest. So a thread in std's `accept`, which only the seal reaches, stops
+    /// after about half the grace. [`stop_with`](JoinHandle::stop_with) chooses the levels (to
+    /// go straight to the seal, or never seal).
     ///
     /// # Errors
     ///
@@ -327,24 +332,144 @@ impl<T> JoinHandle<T> {
     /// # Examples
     ///
     /// ```
-    /// use std::time::{Duration, Instant};
+    /// use std::time::Duration;
     /// // std's sleep retries EINTR: only sealing ends it.
     /// let h = killable::spawn(|| std::thread::sleep(Duration::from_secs(3600)));
     /// std::thread::sleep(Duration::from_millis(20));
-    /// let result = h.stop(Duration::from_secs(1)).unwrap();
-    /// assert!(result.is_err()); // std's sleep panicked on ECANCELED, and unwound
+    /// let stopped = h.stop(Duration::from_secs(1)).unwrap();
+    /// assert_eq!(stopped.level(), killable::StopLevel::Seal);
+    /// println!("stopped by the seal after {:?}", stopped.elapsed());
+    /// assert!(stopped.into_result().is_err()); // std's sleep panicked on ECANCELED, and unwound
     /// ```
-    pub fn stop(self, grace: Duration) -> Result<ThreadResult<T>, Stuck<T>> {
-        let mut outcome = escalate(std::slice::from_ref(self.thread()), grace);
+    pub fn stop(self, grace: Duration) -> Result<Stopped<T>, Stuck<T>> {
+        self.stop_with(grace, StopOptions::new())
+    }
+
+    /// Like [`stop`](JoinHandle::stop), with the levels `options` chooses (see [`StopOptions`]
+    /// for the schedule).
+    ///
+    /// # Errors
+    ///
+    /// As [`stop`](JoinHandle::stop).
+    ///
+    /// # Panics
+    ///
+    /// If `options` chooses no level at all.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use killable::StopOptions;
+    /// // Interrupt only: never seal a thread that must keep working afterwards.
+    /// let h = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
+    /// let stopped = h
+    ///     .stop_with(Duration::from_secs(10), StopOptions::new().kill(false).seal(false))
+    ///     .unwrap();
+    /// assert_eq!(stopped.level(), killable::StopLevel::Interrupt);
+    /// assert!(stopped.into_result().unwrap().is_err());
+    /// ```
+    pub fn stop_with(self, grace: Duration, options: StopOptions) -> Result<Stopped<T>, Stuck<T>> {
+        let mut outcome = escalate_with(std::slice::from_ref(self.thread()), grace, options);
         let outcome = outcome.pop().expect("one outcome per thread");
-        if outcome.stopped() {
-            Ok(self.join())
-        } else {
-            Err(Stuck {
+        match outcome.level() {
+            Some(level) => Ok(Stopped {
+                level,
+                elapsed: outcome.elapsed(),
+                result: self.join(),
+            }),
+            None => Err(Stuck {
                 handle: self,
                 outcome: Box::new(outcome),
-            })
+            }),
         }
+    }
+}
+
+/// The success of [`JoinHandle::stop`]: the thread's result, the level that stopped it and how
+/// long that took.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let h = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
+/// let stopped = h.stop(Duration::from_secs(10)).unwrap();
+/// println!("{stopped:?}");
+/// assert_eq!(stopped.level(), killable::StopLevel::Interrupt);
+/// assert!(stopped.elapsed() < Duration::from_secs(10));
+/// let slept: Result<(), killable::Interrupted> = stopped.into_result().unwrap();
+/// assert!(slept.is_err());
+/// ```
+pub struct Stopped<T> {
+    level: StopLevel,
+    elapsed: Duration,
+    result: ThreadResult<T>,
+}
+
+impl<T> Stopped<T> {
+    /// The level that stopped the thread ([`StopLevel::AlreadyFinished`] if it had ended before
+    /// the stop began).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| 1);
+    /// h.wait().unwrap();
+    /// let stopped = h.stop(std::time::Duration::from_secs(1)).unwrap();
+    /// assert_eq!(stopped.level(), killable::StopLevel::AlreadyFinished);
+    /// ```
+    pub fn level(&self) -> StopLevel {
+        self.level
+    }
+
+    /// From the start of the stop to the moment the thread was seen finished.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| killable::park());
+    /// let grace = std::time::Duration::from_secs(10);
+    /// assert!(h.stop(grace).unwrap().elapsed() <= grace);
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// The thread's result, as [`join`](JoinHandle::join) returns it: `Ok` with the closure's
+    /// value, `Err` with its panic payload.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| 5);
+    /// assert_eq!(h.stop(std::time::Duration::from_secs(1)).unwrap().into_result().unwrap(), 5);
+    /// ```
+    pub fn into_result(self) -> ThreadResult<T> {
+        self.result
+    }
+
+    /// The thread's result, by reference.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let h = killable::spawn(|| 5);
+    /// let stopped = h.stop(std::time::Duration::from_secs(1)).unwrap();
+    /// assert!(stopped.result().is_ok());
+    /// ```
+    pub fn result(&self) -> &ThreadResult<T> {
+        &self.result
+    }
+}
+
+impl<T> fmt::Debug for Stopped<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stopped")
+            .field("level", &self.level)
+            .field("elapsed", &self.elapsed)
+            .field("panicked", &self.result.is_err())
+            .finish_non_exhaustive()
     }
 }
 

@@ -41,6 +41,28 @@
 //! section; [`on_interrupt`] registers a callback that runs on the interrupter; [`timeout`]
 //! applies the same mechanism to a deadline; [`check`] is the cooperative test for loops.
 //!
+//! # Errors, kind by kind
+//!
+//! Every way killable stops a call has its own error and its own predicate; none of them is
+//! [`std::io::ErrorKind::Interrupted`], which std's loops retry.
+//!
+//! | what stopped the call | the error | in an `io::Error` | recognise it with |
+//! |---|---|---|---|
+//! | an **interrupt**: [`Thread::interrupt`], a kill outside a kill region, [`JoinHandle::stop`], [`shutdown`]; also a seal, for killable's own waits ([`sleep`], [`park`], [`sync::Condvar`], [`JoinHandle::wait`]) | [`Interrupted`] | kind `Other` | [`is_interrupt`] |
+//! | a **timeout**: the [`timeout`] around the call passed | [`Interrupted`] whose [`is_timeout`](Interrupted::is_timeout) is true | kind `TimedOut` | [`is_timeout`] (and [`is_interrupt`] is false) |
+//! | a **seal**: [`Thread::seal`], or the last level of a stop; every blocking system call of the thread, std's and killable's I/O | the kernel's `ECANCELED` | `raw_os_error() == Some(ECANCELED)` (kind `Uncategorized`) | [`is_sealed`] |
+//! | a **kill**: [`Thread::kill`] abandoned a [`kill_region`] | [`Killed`] | kind `Other` | [`is_killed`] |
+//!
+//! ```
+//! use std::time::Duration;
+//! let timed_out: std::io::Error = killable::timeout(Duration::from_millis(1), || {
+//!     killable::sleep(Duration::from_secs(60))
+//! })
+//! .unwrap_err()
+//! .into();
+//! assert!(killable::is_timeout(&timed_out) && !killable::is_interrupt(&timed_out));
+//! ```
+//!
 //! # When interrupting is not enough
 //!
 //! Interruption reaches code that uses killable's calls. Two stronger levels reach the rest:
@@ -54,8 +76,10 @@
 //!   instruction. The `sigsetjmp`, the call and the `siglongjmp` all happen in C, so no Rust
 //!   frame is ever jumped over.
 //!
-//! [`JoinHandle::stop`] escalates through the three levels within a grace period and, if the
-//! thread still runs, hands back a [`Diagnosis`] read from `/proc`; [`shutdown`] does the same
+//! [`JoinHandle::stop`] escalates through the three levels within a grace period (skipping the
+//! kill's wait when the thread is in no kill region; [`JoinHandle::stop_with`] and
+//! [`StopOptions`] choose the levels), reports which level stopped it and when ([`Stopped`]),
+//! and, if the thread still runs, hands back a [`Diagnosis`] read from `/proc`; [`shutdown`] does the same
 //! for every worker at once, and [`shutdown_on_signals`] runs it on Ctrl-C.
 //!
 //! # Async code
@@ -126,17 +150,17 @@ mod time;
 pub use blocking::{BlockingPool, BlockingPoolBuilder, BlockingTask, spawn_blocking};
 pub use deadline::{timeout, timeout_at};
 pub use diagnose::Diagnosis;
-pub use errors::{Interrupted, Killed, is_interrupt};
-pub use escalate::{StopLevel, StopOutcome};
+pub use errors::{Interrupted, Killed, is_interrupt, is_killed, is_sealed, is_timeout};
+pub use escalate::{StopLevel, StopOptions, StopOutcome};
 pub use interrupt::{
     DeferGuard, InterruptCallback, check, clear_interrupt, defer_interrupts, is_interrupted,
     on_interrupt,
 };
-pub use join_handle::{JoinHandle, Stuck};
+pub use join_handle::{JoinHandle, Stopped, Stuck};
 pub use kill::kill_region;
 pub use registry::{ThreadInfo, threads};
 pub use shutdown::{ShutdownReport, SignalShutdown, shutdown, shutdown_on_signals};
-pub use signal::{set_signal, signal};
+pub use signal::{SIGUSR1, SIGUSR2, set_signal, signal, sigrtmax, sigrtmin};
 pub use spawn::{Builder, spawn};
-pub use sync::{park, park_timeout, sleep, wait_child};
+pub use sync::{park, park_timeout, sleep, wait_child, wait_child_or_kill};
 pub use thread::{Thread, ThreadId, current};

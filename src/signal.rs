@@ -157,12 +157,20 @@ static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
 /// passing signals it did not send to the previous handler, could not reproduce.
 /// [`io::ErrorKind::ResourceBusy`] once the handler is installed with a different signal.
 ///
+/// The numbers are plain `i32`s, as in `libc`; [`SIGUSR1`], [`SIGUSR2`], [`sigrtmin`] and
+/// [`sigrtmax`] name the ones accepted, so no direct `libc` dependency is needed.
+///
 /// # Examples
 ///
 /// ```
-/// let err = killable::set_signal(libc::SIGTERM).unwrap_err();
+/// // At the start of main, before any interrupt or timeout:
+/// killable::set_signal(killable::SIGUSR2)?;
+/// assert_eq!(killable::signal(), killable::SIGUSR2);
+///
+/// let err = killable::set_signal(15).unwrap_err(); // SIGTERM: the process needs it
 /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 /// assert!(err.to_string().contains("SIGUSR2"));
+/// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn set_signal(sig: i32) -> io::Result<()> {
     validate(sig)?;
@@ -189,10 +197,51 @@ pub fn set_signal(sig: i32) -> io::Result<()> {
 /// # Examples
 ///
 /// ```
-/// assert_eq!(killable::signal(), libc::SIGUSR1); // unless set_signal chose another
+/// assert_eq!(killable::signal(), killable::SIGUSR1); // unless set_signal chose another
 /// ```
 pub fn signal() -> i32 {
     SIGNAL.load(Ordering::Relaxed)
+}
+
+/// `SIGUSR1`, killable's signal unless [`set_signal`] chose another.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(killable::SIGUSR1, 10); // on Linux
+/// ```
+pub const SIGUSR1: i32 = libc::SIGUSR1;
+
+/// `SIGUSR2`, for [`set_signal`] when the application uses SIGUSR1 itself.
+///
+/// # Examples
+///
+/// ```
+/// killable::set_signal(killable::SIGUSR2).unwrap();
+/// ```
+pub const SIGUSR2: i32 = libc::SIGUSR2;
+
+/// The lowest real-time signal the C library leaves to applications (`SIGRTMIN`, a function
+/// because glibc reserves the first few for itself at run time).
+///
+/// # Examples
+///
+/// ```
+/// killable::set_signal(killable::sigrtmin() + 1).unwrap();
+/// ```
+pub fn sigrtmin() -> i32 {
+    libc::SIGRTMIN()
+}
+
+/// The highest real-time signal (`SIGRTMAX`).
+///
+/// # Examples
+///
+/// ```
+/// assert!(killable::sigrtmax() > killable::sigrtmin());
+/// ```
+pub fn sigrtmax() -> i32 {
+    libc::SIGRTMAX()
 }
 
 fn validate(sig: i32) -> io::Result<()> {

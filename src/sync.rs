@@ -14,7 +14,7 @@
 use std::io;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{LockResult, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use crate::control::{Inner, with_current};
@@ -152,6 +152,11 @@ const PARKED: u32 = u32::MAX;
 /// Like [`std::thread::park`] with std's token semantics (an `unpark` before the `park` makes
 /// it return at once; spurious returns are possible), plus interruption.
 ///
+/// The token is killable's own, not std's: [`Thread::unpark`](crate::Thread::unpark) wakes this
+/// `park`, and [`std::thread::Thread::unpark`] wakes [`std::thread::park`]; neither wakes the
+/// other. A thread parked in std's `park` is reached by nothing killable does (it waits in a
+/// `futex`, which a seal leaves working): park killable threads with this one.
+///
 /// # Errors
 ///
 /// [`Interrupted`] if the thread is interrupted before or while parked, or is
@@ -214,9 +219,16 @@ pub(crate) fn unpark(this: &Inner) {
 
 /// A condition variable whose waits an interrupt breaks, used with a std [`Mutex`].
 ///
-/// Waits take the mutex itself rather than a guard (a std guard cannot be re-locked without
-/// its mutex), lock it, and return the guard once the condition holds: the shape of
-/// [`std::sync::Condvar::wait_while`]. A poisoned mutex is used as is (its data is returned).
+/// The shapes are std's ([`std::sync::Condvar`]), with two differences:
+///
+/// * Each wait returns `Result<LockResult<..>, Interrupted>`: the outer `Err` is the interrupt
+///   (or a passed [`timeout`](crate::timeout), or the seal), after which the mutex is **not**
+///   held; the inner [`LockResult`] is std's poisoning, honoured as std does: if a thread
+///   panicked while holding the mutex, the wait returns [`PoisonError`] with the guard inside.
+/// * A wait needs the mutex itself, not only a guard: a std [`MutexGuard`] cannot be locked
+///   again without its mutex, and stable Rust has no way to get the mutex back from a guard. So
+///   [`wait`](Condvar::wait) takes both (`cv.wait(&lock, guard)`), and
+///   [`wait_while`](Condvar::wait_while) takes the mutex and locks it itself.
 ///
 /// # Examples
 ///
@@ -226,7 +238,7 @@ pub(crate) fn unpark(this: &Inner) {
 /// let p = pair.clone();
 /// let waiter = killable::spawn(move || {
 ///     let (lock, cv) = &*p;
-///     cv.wait_while(lock, |ready| !*ready).map(|g| *g)
+///     cv.wait_while(lock, |ready| !*ready).map(|g| *g.unwrap())
 /// });
 /// std::thread::sleep(std::time::Duration::from_millis(10));
 /// waiter.interrupt(); // nobody will ever set `ready`
@@ -252,12 +264,24 @@ impl Condvar {
         }
     }
 
-    /// Locks `mutex` and waits, killable, until `condition` returns false; returns the guard.
+    /// Releases `guard`, the guard of `mutex`, waits, killable, for a notification, and locks
+    /// `mutex` again: [`std::sync::Condvar::wait`], with the mutex passed alongside its guard
+    /// (see the type's docs). Like std's, it may return without a notification (a spurious
+    /// wake-up), so call it in a loop that checks the condition, or use
+    /// [`wait_while`](Condvar::wait_while).
     ///
     /// # Errors
     ///
-    /// [`Interrupted`] if the thread is interrupted first, or is [sealed](crate::Thread::seal); the
-    /// mutex is then not held.
+    /// `Err(`[`Interrupted`]`)` if the thread is interrupted (or its [`timeout`](crate::timeout)
+    /// passes) before or during the wait, or is [sealed](crate::Thread::seal): the mutex is then
+    /// not held. `Ok(Err(`[`PoisonError`]`))` with the guard if the mutex is poisoned when it is
+    /// locked again, as std returns it.
+    ///
+    /// # Panics
+    ///
+    /// If `mutex` is not locked (so `guard` cannot be its guard). The check cannot catch a
+    /// guard of another mutex while some other thread holds `mutex`: that is a logic error
+    /// (the wait then unlocks the guard's mutex and locks `mutex`), never undefined behaviour.
     ///
     /// # Examples
     ///
@@ -265,7 +289,106 @@ impl Condvar {
     /// use std::sync::{Arc, Mutex};
     /// let pair = Arc::new((Mutex::new(0), killable::sync::Condvar::new()));
     /// let p = pair.clone();
-    /// let h = killable::spawn(move || *p.1.wait_while(&p.0, |n| *n < 3).unwrap());
+    /// let h = killable::spawn(move || -> Result<i32, killable::Interrupted> {
+    ///     let (lock, cv) = &*p;
+    ///     let mut n = lock.lock().unwrap();
+    ///     while *n < 3 {
+    ///         n = cv.wait(lock, n)?.unwrap();
+    ///     }
+    ///     Ok(*n)
+    /// });
+    /// for _ in 0..3 {
+    ///     *pair.0.lock().unwrap() += 1;
+    ///     pair.1.notify_all();
+    /// }
+    /// assert_eq!(h.join().unwrap().unwrap(), 3);
+    /// ```
+    pub fn wait<'a, T>(
+        &self,
+        mutex: &'a Mutex<T>,
+        guard: MutexGuard<'a, T>,
+    ) -> Result<LockResult<MutexGuard<'a, T>>, Interrupted> {
+        self.wait_once(mutex, guard, None).map(|r| {
+            r.map(|(g, _)| g)
+                .map_err(|p| PoisonError::new(p.into_inner().0))
+        })
+    }
+
+    /// Like [`wait`](Condvar::wait), giving up after `timeout`: the flag is `true` if the time
+    /// ran out without a notification (std's `WaitTimeoutResult::timed_out`).
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Condvar::wait).
+    ///
+    /// # Panics
+    ///
+    /// As [`wait`](Condvar::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// let lock = Mutex::new(());
+    /// let cv = killable::sync::Condvar::new();
+    /// let guard = lock.lock().unwrap();
+    /// let (_guard, timed_out) = cv
+    ///     .wait_timeout(&lock, guard, std::time::Duration::from_millis(5))
+    ///     .unwrap()
+    ///     .unwrap();
+    /// assert!(timed_out);
+    /// ```
+    pub fn wait_timeout<'a, T>(
+        &self,
+        mutex: &'a Mutex<T>,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> Result<LockResult<(MutexGuard<'a, T>, bool)>, Interrupted> {
+        self.wait_once(mutex, guard, abs_deadline(Some(timeout)).as_ref())
+    }
+
+    /// One wait: `Ok((guard, timed_out))`, relocked.
+    fn wait_once<'a, T>(
+        &self,
+        mutex: &'a Mutex<T>,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<&libc::timespec>,
+    ) -> Result<LockResult<(MutexGuard<'a, T>, bool)>, Interrupted> {
+        // A guard of `mutex` means `mutex` is locked; if we can lock it, the guard is another's.
+        match mutex.try_lock() {
+            Err(TryLockError::WouldBlock) => {}
+            Ok(_) | Err(TryLockError::Poisoned(_)) => {
+                panic!("killable: Condvar::wait was given a guard that is not of the mutex")
+            }
+        }
+        // Read under the lock: a notifier changes the state under the lock and bumps `seq`
+        // after, so either the waiter's caller saw the change or the futex sees the new `seq`.
+        let seq = self.seq.load(Ordering::Acquire);
+        drop(guard);
+        let woken = futex_wait(&self.seq, seq, deadline)?;
+        Ok(match mutex.lock() {
+            Ok(g) => Ok((g, !woken)),
+            Err(p) => Err(PoisonError::new((p.into_inner(), !woken))),
+        })
+    }
+
+    /// Locks `mutex` and waits, killable, until `condition` returns false; returns the guard.
+    /// [`std::sync::Condvar::wait_while`], taking the mutex (see the type's docs).
+    ///
+    /// # Errors
+    ///
+    /// `Err(`[`Interrupted`]`)` if the thread is interrupted first, or is
+    /// [sealed](crate::Thread::seal); the mutex is then not held. `Ok(Err(`[`PoisonError`]`))`
+    /// with the guard if the mutex is poisoned, as std returns it (without calling `condition`
+    /// again).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let pair = Arc::new((Mutex::new(0), killable::sync::Condvar::new()));
+    /// let p = pair.clone();
+    /// let h = killable::spawn(move || *p.1.wait_while(&p.0, |n| *n < 3).unwrap().unwrap());
     /// for _ in 0..3 {
     ///     *pair.0.lock().unwrap() += 1;
     ///     pair.1.notify_all();
@@ -276,11 +399,14 @@ impl Condvar {
         &self,
         mutex: &'a Mutex<T>,
         condition: F,
-    ) -> Result<MutexGuard<'a, T>, Interrupted>
+    ) -> Result<LockResult<MutexGuard<'a, T>>, Interrupted>
     where
         F: FnMut(&mut T) -> bool,
     {
-        self.wait_inner(mutex, condition, None).map(|(g, _)| g)
+        self.wait_inner(mutex, condition, None).map(|r| {
+            r.map(|(g, _)| g)
+                .map_err(|p| PoisonError::new(p.into_inner().0))
+        })
     }
 
     /// Like [`wait_while`](Condvar::wait_while), giving up after `timeout`: the returned flag
@@ -298,6 +424,7 @@ impl Condvar {
     /// let cv = killable::sync::Condvar::new();
     /// let (guard, timed_out) = cv
     ///     .wait_timeout_while(&lock, std::time::Duration::from_millis(5), |ready| !*ready)
+    ///     .unwrap()
     ///     .unwrap();
     /// assert!(timed_out && !*guard);
     /// ```
@@ -306,7 +433,7 @@ impl Condvar {
         mutex: &'a Mutex<T>,
         timeout: Duration,
         condition: F,
-    ) -> Result<(MutexGuard<'a, T>, bool), Interrupted>
+    ) -> Result<LockResult<(MutexGuard<'a, T>, bool)>, Interrupted>
     where
         F: FnMut(&mut T) -> bool,
     {
@@ -318,23 +445,25 @@ impl Condvar {
         mutex: &'a Mutex<T>,
         mut condition: F,
         deadline: Option<libc::timespec>,
-    ) -> Result<(MutexGuard<'a, T>, bool), Interrupted>
+    ) -> Result<LockResult<(MutexGuard<'a, T>, bool)>, Interrupted>
     where
         F: FnMut(&mut T) -> bool,
     {
+        let mut guard = match mutex.lock() {
+            Ok(g) => g,
+            Err(p) => return Ok(Err(PoisonError::new((p.into_inner(), false)))),
+        };
         loop {
-            let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
             if !condition(&mut guard) {
-                return Ok((guard, false));
+                return Ok(Ok((guard, false)));
             }
-            // Read under the lock: a notifier changes the state under the lock and bumps `seq`
-            // after, so either we see its change above or the futex sees the new `seq`.
-            let seq = self.seq.load(Ordering::Acquire);
-            drop(guard);
-            if !futex_wait(&self.seq, seq, deadline.as_ref())? {
-                let mut guard = mutex.lock().unwrap_or_else(PoisonError::into_inner);
-                let still = condition(&mut guard);
-                return Ok((guard, still));
+            match self.wait_once(mutex, guard, deadline.as_ref())? {
+                Ok((g, false)) => guard = g,
+                Ok((mut g, true)) => {
+                    let still = condition(&mut g);
+                    return Ok(Ok((g, still)));
+                }
+                Err(p) => return Ok(Err(p)),
             }
         }
     }
@@ -347,7 +476,7 @@ impl Condvar {
     /// use std::sync::{Arc, Mutex};
     /// let pair = Arc::new((Mutex::new(false), killable::sync::Condvar::new()));
     /// let p = pair.clone();
-    /// let h = killable::spawn(move || *p.1.wait_while(&p.0, |ready| !*ready).unwrap());
+    /// let h = killable::spawn(move || *p.1.wait_while(&p.0, |ready| !*ready).unwrap().unwrap());
     /// *pair.0.lock().unwrap() = true;
     /// pair.1.notify_one();
     /// assert!(h.join().unwrap());
@@ -383,7 +512,8 @@ pub(crate) fn wait_timeout(this: &Inner, timeout: Duration) -> Result<bool, Inte
 /// [`Child::wait`].
 ///
 /// It waits with `waitid(2)` and `WNOWAIT`, which leaves the child un-reaped, then lets std
-/// reap it: so after an interrupt the `Child` is untouched and can be waited for again.
+/// reap it: so after an interrupt the `Child` is untouched and can be waited for again, or
+/// killed. [`wait_child_or_kill`] kills and reaps it on an interrupt.
 ///
 /// # Errors
 ///
@@ -395,7 +525,7 @@ pub(crate) fn wait_timeout(this: &Inner, timeout: Duration) -> Result<bool, Inte
 /// let mut child = std::process::Command::new("sleep").arg("3600").spawn().unwrap();
 /// let h = killable::spawn(move || {
 ///     let r = killable::wait_child(&mut child).map(|_| ());
-///     child.kill().unwrap();
+///     child.kill().unwrap(); // wait_child_or_kill does these two steps
 ///     child.wait().unwrap();
 ///     r
 /// });
@@ -423,6 +553,58 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
         ],
     )?;
     child.wait()
+}
+
+/// Like [`wait_child`], but if the wait is interrupted (or its [`timeout`](crate::timeout)
+/// passes, or the thread is [sealed](crate::Thread::seal)), kills the child (`SIGKILL`) and
+/// reaps it before returning the error: the kill-and-reap every caller of [`wait_child`] would
+/// otherwise write, so that stopping the waiting thread leaves no child process behind.
+///
+/// Inside [`timeout`](crate::timeout) it is "wait at most this long, then kill".
+///
+/// # Errors
+///
+/// The interrupt, timeout or seal error that ended the wait (the child is then killed and
+/// reaped); the OS error of `waitid(2)` otherwise (the child is then left as it is).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let mut child = std::process::Command::new("sleep").arg("3600").spawn().unwrap();
+/// let err = killable::timeout(Duration::from_millis(50), || {
+///     killable::wait_child_or_kill(&mut child)
+/// })
+/// .unwrap_err();
+/// assert!(killable::is_timeout(&err));
+/// assert!(child.try_wait().unwrap().is_some()); // killed and reaped
+/// ```
+#[doc(alias = "waitid")]
+pub fn wait_child_or_kill(child: &mut Child) -> io::Result<ExitStatus> {
+    match wait_child(child) {
+        Err(e) if crate::errors::is_stop(&e) || crate::errors::is_sealed(&e) => {
+            kill_and_reap(child);
+            Err(e)
+        }
+        r => r,
+    }
+}
+
+/// Kills `child` and reaps it, on a sealed thread too (where a blocking `waitpid` fails with
+/// `ECANCELED` and only `WNOHANG` works).
+fn kill_and_reap(child: &mut Child) {
+    // An error means it has already exited (or was reaped): reaping below settles it.
+    let _ = child.kill();
+    match child.wait() {
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            // Sealed: poll with WNOHANG until the kernel has made it a zombie, which SIGKILL
+            // does promptly.
+            while let Ok(None) = child.try_wait() {
+                std::thread::yield_now();
+            }
+        }
+        _ => {}
+    }
 }
 
 fn wait_until(this: &Inner, deadline: Option<&libc::timespec>) -> Result<bool, Interrupted> {

@@ -22,6 +22,12 @@ use crate::diagnose::Diagnosis;
 
 /// A unique identifier for a thread, never reused within a process.
 ///
+/// It is killable's own numbering, not [`std::thread::ThreadId`]: ids are handed out in the order
+/// killable first meets a thread (when it spawns one, or when [`current`] adopts one), so the
+/// main thread is 1 only if it is the first thread killable meets, and the same thread's std
+/// id is usually a different number. Compare killable ids with killable ids; for a std id, ask
+/// [`std::thread::current`] inside the thread (killable's threads have one too).
+///
 /// # Examples
 ///
 /// ```
@@ -99,7 +105,7 @@ impl Thread {
         self.inner.wait_tid()
     }
 
-    /// The thread's process-unique id.
+    /// The thread's process-unique id: killable's numbering, not std's (see [`ThreadId`]).
     ///
     /// # Examples
     ///
@@ -392,6 +398,10 @@ impl Thread {
         crate::diagnose::diagnose(&self.inner)
     }
     /// Makes the thread's next (or current) [`park`](crate::park) return, like [`std::thread::Thread::unpark`].
+    ///
+    /// It wakes killable's [`park`](crate::park) only, not [`std::thread::park`]: the two keep
+    /// separate tokens (a std `park` is woken by std's `Thread::unpark`, which
+    /// `std::thread::current()` gives inside the thread).
     ///
     /// # Examples
     ///

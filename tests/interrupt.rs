@@ -208,12 +208,15 @@ fn sleep_park_condvar_blocked_and_before() {
     assert!(interrupted_before(killable::park).is_err());
     let pair = Arc::new((Mutex::new(0u32), killable::sync::Condvar::new()));
     let p = pair.clone();
-    let r = interrupt_while_blocked(move || p.1.wait_while(&p.0, |v| *v == 0).map(|g| *g));
+    let r = interrupt_while_blocked(move || p.1.wait_while(&p.0, |v| *v == 0).map(|g| *g.unwrap()));
     assert!(r.is_err());
-    assert!(interrupted_before(|| pair.1.wait_while(&pair.0, |v| *v == 0).map(|g| *g)).is_err());
+    assert!(
+        interrupted_before(|| pair.1.wait_while(&pair.0, |v| *v == 0).map(|g| *g.unwrap()))
+            .is_err()
+    );
     // And a plain notification still works.
     let p = pair.clone();
-    let h = killable::spawn(move || p.1.wait_while(&p.0, |v| *v == 0).map(|g| *g));
+    let h = killable::spawn(move || p.1.wait_while(&p.0, |v| *v == 0).map(|g| *g.unwrap()));
     *pair.0.lock().unwrap() = 9;
     pair.1.notify_all();
     assert_eq!(join_guarded(h).unwrap(), 9);
@@ -439,7 +442,9 @@ fn timeouts_break_calls_and_nest() {
     let mut r = Interruptible::new(r);
     let e = killable::timeout(Duration::from_millis(20), || r.read(&mut [0u8; 1])).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-    assert!(killable::is_interrupt(&e));
+    // A timeout is not an interrupt: a "we are shutting down" check must not catch deadlines.
+    assert!(killable::is_timeout(&e));
+    assert!(!killable::is_interrupt(&e));
     // Outside the timeout, calls are not affected.
     assert!(killable::check().is_ok());
     // The earliest deadline in force applies, and the outer one is restored after the inner.

@@ -494,7 +494,7 @@ fn regression_stop_never_seals_a_thread_in_its_destructors() {
             });
             let h = match h.stop(Duration::from_millis(400)) {
                 Ok(r) => {
-                    r.unwrap();
+                    r.into_result().unwrap();
                     return;
                 }
                 Err(stuck) => stuck.into_handle(),

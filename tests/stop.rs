@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use killable::Killed;
+use killable::{Killed, StopLevel};
 use testkit::demo::killable_demo_spin;
 use testkit::wait_blocked;
 
@@ -114,7 +114,9 @@ fn stop_through_each_level() {
     // Level 1: a killable call returns the interrupt.
     let h = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
     wait_blocked(h.thread());
-    assert!(h.stop(grace).unwrap().unwrap().is_err());
+    let stopped = h.stop(grace).unwrap();
+    assert_eq!(stopped.level(), StopLevel::Interrupt);
+    assert!(stopped.into_result().unwrap().is_err());
 
     // Level 2: a C loop in a kill region is abandoned.
     let counter = Box::leak(Box::new(0u64)) as *mut u64 as usize;
@@ -125,13 +127,17 @@ fn stop_through_each_level() {
     while !h.thread().in_kill_region() {
         std::thread::yield_now();
     }
-    assert_eq!(h.stop(grace).unwrap().unwrap(), Err(Killed));
+    let stopped = h.stop(grace).unwrap();
+    assert_eq!(stopped.level(), StopLevel::Kill);
+    assert_eq!(stopped.into_result().unwrap(), Err(Killed));
 
     // Level 3: std's accept retries EINTR; the seal ends it.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let h = killable::spawn(move || l.accept().map(drop));
     wait_blocked(h.thread());
-    let e = h.stop(grace).unwrap().unwrap().unwrap_err();
+    let stopped = h.stop(grace).unwrap();
+    assert_eq!(stopped.level(), StopLevel::Seal);
+    let e = stopped.into_result().unwrap().unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ECANCELED));
 
     // Nothing reaches a thread waiting for a lock (futex): the handle comes back, diagnosed.

@@ -19,6 +19,7 @@
 // keep their raw `libc` arguments. Calls that cannot block (socket, getsockopt) and the socket
 // address conversions use nix's safe wrappers instead of `unsafe` libc.
 
+use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 mod fd;
@@ -30,11 +31,23 @@ pub use poll::{Interest, PollFd, poll};
 /// Wraps a file descriptor owner (a pipe, a socket, a file, a child's stdout...) so that its
 /// reads and writes are killable: an interrupt breaks them.
 ///
-/// `Read` and `Write` are implemented for `Interruptible<T>` and `&Interruptible<T>` for every
-/// `T: AsFd`, vectored calls included; they issue `read(2)`/`write(2)` on the descriptor
+/// `Read` and `Write` are implemented for `Interruptible<T>` **and for `&Interruptible<T>`**, for
+/// every `T: AsFd`, vectored calls included, as std does for `TcpStream` and `&TcpStream`: one
+/// stream can be read by one thread and written by another through an `Arc` or a shared
+/// reference (see the second example). They issue `read(2)`/`write(2)` on the descriptor
 /// directly, so a type with its own userspace buffer (std's `Stdin`) should not be read both
-/// ways. Listeners gain an interruptible `accept`, `UdpSocket` gains `recv_from`/`send_to`, and
-/// `connect` creates an interruptible stream.
+/// ways. Listeners gain an interruptible `accept`, `UdpSocket` gains `recv_from`/`send_to`,
+/// [`connect_tcp`](Interruptible::connect_tcp) and [`connect_unix`](Interruptible::connect_unix)
+/// create an interruptible stream, and streams, listeners and UDP sockets have a `try_clone`
+/// that stays wrapped.
+///
+/// `Interruptible<T>` dereferences to `T` ([`Deref`], [`AsRef`]), so `T`'s own methods are at
+/// hand: `stream.peer_addr()`, `listener.local_addr()`, `socket.set_read_timeout(..)`. Those are
+/// `T`'s methods, not killable ones: only the calls listed above (and `Read`/`Write` on the
+/// wrapper) are broken by an interrupt, so `stream.peek(..)` or `listener.incoming()` reached
+/// through the deref block as std's do. There is no `DerefMut`: `&mut T` (through
+/// [`get_mut`](Interruptible::get_mut)) would hand out std's `Read` and `Write` under the
+/// wrapper's name.
 ///
 /// An interrupt is reported as an error whose kind is **not**
 /// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted), so `read_exact`, `read_line`,
@@ -63,6 +76,36 @@ pub use poll::{Interest, PollFd, poll};
 /// assert_eq!(first, "hello\n");
 /// assert!(killable::is_interrupt(&blocked.unwrap_err()));
 /// drop(writer);
+/// ```
+///
+/// Reading and writing one stream from two threads through `&Interruptible<T>`, and `T`'s
+/// methods through the deref:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::TcpListener;
+/// use std::sync::Arc;
+/// use killable::io::Interruptible;
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let stream = Arc::new(Interruptible::connect_tcp(listener.local_addr()?)?);
+/// let (mut echo, _) = listener.accept()?;
+/// println!("connected to {}", stream.peer_addr()?); // TcpStream::peer_addr, through Deref
+///
+/// let s = stream.clone();
+/// let reader = killable::spawn(move || {
+///     let mut buf = [0u8; 5];
+///     (&*s).read_exact(&mut buf)?; // Read for &Interruptible<TcpStream>
+///     (&*s).read(&mut buf)          // blocks: nothing more is coming
+/// });
+/// (&*stream).write_all(b"hello")?; // Write for &Interruptible<TcpStream>, on this thread
+/// let mut got = [0u8; 5];
+/// echo.read_exact(&mut got)?;
+/// echo.write_all(&got)?;
+/// std::thread::sleep(std::time::Duration::from_millis(20));
+/// reader.interrupt();
+/// assert!(killable::is_interrupt(&reader.join().unwrap().unwrap_err()));
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug, Default)]
 pub struct Interruptible<T> {
@@ -128,5 +171,40 @@ impl<T: AsFd> AsFd for Interruptible<T> {
 impl<T: AsFd> AsRawFd for Interruptible<T> {
     fn as_raw_fd(&self) -> RawFd {
         self.inner.as_fd().as_raw_fd()
+    }
+}
+
+/// `T`'s own methods through the wrapper: `stream.peer_addr()`. They are not killable (see the
+/// type's docs).
+///
+/// # Examples
+///
+/// ```
+/// let listener = killable::io::Interruptible::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+/// let addr = listener.local_addr().unwrap(); // TcpListener::local_addr
+/// assert!(addr.ip().is_loopback());
+/// ```
+impl<T> Deref for Interruptible<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.inner
+    }
+}
+
+/// The wrapped value, as [`get_ref`](Interruptible::get_ref).
+///
+/// # Examples
+///
+/// ```
+/// fn port(socket: &impl AsRef<std::net::UdpSocket>) -> u16 {
+///     socket.as_ref().local_addr().unwrap().port()
+/// }
+/// let socket = killable::io::Interruptible::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap());
+/// assert_ne!(port(&socket), 0);
+/// ```
+impl<T> AsRef<T> for Interruptible<T> {
+    fn as_ref(&self) -> &T {
+        &self.inner
     }
 }

@@ -208,6 +208,8 @@ impl Interruptible<TcpStream> {
     /// let mut stream = killable::io::Interruptible::<std::net::TcpStream>::connect(addr).unwrap();
     /// stream.write_all(b"hi").unwrap();
     /// ```
+    ///
+    /// [`Interruptible::connect_tcp`] is the same call without the type annotation.
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<Interruptible<TcpStream>> {
         let mut last = None;
         for a in addr.to_socket_addrs()? {
@@ -219,7 +221,8 @@ impl Interruptible<TcpStream> {
             };
             match connect_raw(family, storage.as_ptr(), len) {
                 Ok(fd) => return Ok(Interruptible::new(TcpStream::from(fd))),
-                Err(e) if crate::is_interrupt(&e) => return Err(e),
+                // An interrupt or a passed timeout ends the attempts, as it ends every call.
+                Err(e) if crate::errors::is_stop(&e) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -251,6 +254,8 @@ impl Interruptible<UnixStream> {
     /// let _stream = killable::io::Interruptible::<UnixStream>::connect(&path).unwrap();
     /// std::fs::remove_file(&path).unwrap();
     /// ```
+    ///
+    /// [`Interruptible::connect_unix`] is the same call without the type annotation.
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<Interruptible<UnixStream>> {
         // nix refuses a path that does not fit `sun_path` with its NUL, or that contains one.
         let addr = UnixAddr::new(path.as_ref()).map_err(|_| {
@@ -262,6 +267,86 @@ impl Interruptible<UnixStream> {
         let fd = connect_raw(AddressFamily::Unix, addr.as_ptr().cast(), addr.len())?;
         Ok(Interruptible::new(UnixStream::from(fd)))
     }
+}
+
+impl Interruptible<TcpStream> {
+    /// [`connect`](Interruptible::<TcpStream>::connect) under a name that needs no type
+    /// annotation: `Interruptible::connect_tcp(addr)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Interruptible::<TcpStream>::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use killable::io::Interruptible;
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let mut stream = Interruptible::connect_tcp(listener.local_addr().unwrap()).unwrap();
+    /// stream.write_all(b"hi").unwrap();
+    /// ```
+    pub fn connect_tcp<A: ToSocketAddrs>(addr: A) -> io::Result<Interruptible<TcpStream>> {
+        Interruptible::<TcpStream>::connect(addr)
+    }
+}
+
+impl Interruptible<UnixStream> {
+    /// [`connect`](Interruptible::<UnixStream>::connect) under a name that needs no type
+    /// annotation: `Interruptible::connect_unix(path)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Interruptible::<UnixStream>::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use killable::io::Interruptible;
+    /// let path = std::env::temp_dir().join(format!("killable-doc-cu-{}.sock", std::process::id()));
+    /// let _ = std::fs::remove_file(&path);
+    /// let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    /// let stream = Interruptible::connect_unix(&path).unwrap();
+    /// assert!(stream.peer_addr().is_ok());
+    /// std::fs::remove_file(&path).unwrap();
+    /// ```
+    pub fn connect_unix<P: AsRef<Path>>(path: P) -> io::Result<Interruptible<UnixStream>> {
+        Interruptible::<UnixStream>::connect(path)
+    }
+}
+
+// ---- try_clone -----------------------------------------------------------------------------
+
+macro_rules! try_clone_impls {
+    ($($ty:ident: $example:literal;)*) => {$(
+        impl Interruptible<$ty> {
+            #[doc = concat!("A new handle to the same socket, wrapped too, like [`", stringify!($ty), "::try_clone`]: both are killable.")]
+            ///
+            /// (Through the deref, `try_clone` would be std's and return the bare socket; this one
+            /// keeps the wrapper.)
+            ///
+            /// # Errors
+            ///
+            /// The OS error of `fcntl(F_DUPFD_CLOEXEC)`.
+            ///
+            /// # Examples
+            ///
+            /// ```
+            #[doc = $example]
+            /// ```
+            pub fn try_clone(&self) -> io::Result<Interruptible<$ty>> {
+                self.inner.try_clone().map(Interruptible::new)
+            }
+        }
+    )*};
+}
+
+try_clone_impls! {
+    TcpStream: "use std::io::{Read, Write};\nlet listener = std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap();\nlet mut writer = killable::io::Interruptible::connect_tcp(listener.local_addr().unwrap()).unwrap();\nlet reader = writer.try_clone().unwrap();\nlet h = killable::spawn(move || { let mut reader = reader; reader.read(&mut [0u8; 8]) });\nlet (_peer, _) = listener.accept().unwrap();\nstd::thread::sleep(std::time::Duration::from_millis(20));\nh.interrupt(); // the clone is killable too\nassert!(killable::is_interrupt(&h.join().unwrap().unwrap_err()));\nwriter.write_all(b\"still usable\").unwrap();";
+    UnixStream: "use std::io::{Read, Write};\nlet (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();\nlet a = killable::io::Interruptible::new(a);\nlet mut a2 = a.try_clone().unwrap();\nb.write_all(b\"x\").unwrap();\nlet mut buf = [0u8; 1];\nassert_eq!(a2.read(&mut buf).unwrap(), 1);\ndrop(a);";
+    TcpListener: "let listener = killable::io::Interruptible::new(std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap());\nlet other: killable::io::Interruptible<std::net::TcpListener> = listener.try_clone().unwrap();\nassert_eq!(other.local_addr().unwrap(), listener.local_addr().unwrap());";
+    UnixListener: "let path = std::env::temp_dir().join(format!(\"killable-doc-tc-{}.sock\", std::process::id()));\nlet _ = std::fs::remove_file(&path);\nlet listener = killable::io::Interruptible::new(std::os::unix::net::UnixListener::bind(&path).unwrap());\nlet _other = listener.try_clone().unwrap();\nstd::fs::remove_file(&path).unwrap();";
+    UdpSocket: "let socket = killable::io::Interruptible::new(std::net::UdpSocket::bind(\"127.0.0.1:0\").unwrap());\nlet other = socket.try_clone().unwrap();\nassert_eq!(other.local_addr().unwrap(), socket.local_addr().unwrap());";
 }
 
 // ---- datagrams -----------------------------------------------------------------------------
