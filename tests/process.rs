@@ -192,8 +192,21 @@ fn edge_child() -> ! {
         }
         READY.store(true, Ordering::SeqCst);
         // Spin without touching the stack: less than a signal frame is left below.
-        // SAFETY: an endless loop of `pause`; no memory, no stack.
-        unsafe { std::arch::asm!("2: pause", "jmp 2b", options(nomem, nostack, noreturn)) }
+        // SAFETY: an endless loop; no memory, no stack.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            std::arch::asm!("2: pause", "jmp 2b", options(nomem, nostack, noreturn))
+        }
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            std::arch::asm!("2: yield", "b 2b", options(nomem, nostack, noreturn))
+        }
+        // SAFETY: as above.
+        #[cfg(target_arch = "riscv64")]
+        unsafe {
+            std::arch::asm!("2: j 2b", options(nomem, nostack, noreturn))
+        }
     }
 
     // A first thread, so that the edge thread's guard comes from the descriptor read
@@ -217,10 +230,7 @@ fn edge_child() -> ! {
 }
 
 fn an_interrupt_that_does_not_fit_on_the_stack_is_reported_as_an_overflow() {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .arg("edge-child")
-        .output()
-        .unwrap();
+    let out = testkit::own_binary().arg("edge-child").output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
