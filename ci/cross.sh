@@ -130,7 +130,8 @@ for arch in "${targets[@]}"; do
   rc=$?
   set -e
   # Each binary's name and result line, then any failure in full.
-  grep -E '^ *(Running|Doc-tests)|^test result|^[0-9]+ passed, [0-9]+ failed' "$log" | sed 's/^ */   /'
+  # (`|| true`: a build that fails prints no such line, and its errors are shown below.)
+  grep -E '^ *(Running|Doc-tests)|^test result|^[0-9]+ passed, [0-9]+ failed' "$log" | sed 's/^ */   /' || true
   if [ "$rc" -ne 0 ]; then
     grep -E -A30 '^---- |^failures:|^error' "$log" > "$log.fail" || true
     head -n 200 "$log.fail"
