@@ -89,11 +89,13 @@ mod diagnose;
 mod errors;
 mod escalate;
 mod futex;
+mod group;
 mod interrupt;
 pub mod io;
 mod join_handle;
 mod kill;
 mod registry;
+mod scope;
 mod seal;
 mod shutdown;
 mod signal;
@@ -109,6 +111,7 @@ pub use deadline::{timeout, timeout_at};
 pub use diagnose::Diagnosis;
 pub use errors::{Interrupted, Killed, is_interrupt};
 pub use escalate::{StopLevel, StopOutcome};
+pub use group::Group;
 pub use interrupt::{
     DeferGuard, InterruptCallback, check, clear_interrupt, defer_interrupts, is_interrupted,
     on_interrupt,
@@ -116,6 +119,7 @@ pub use interrupt::{
 pub use join_handle::{JoinHandle, Stuck};
 pub use kill::kill_region;
 pub use registry::{ThreadInfo, threads};
+pub use scope::{Scope, ScopedJoinHandle, scope};
 pub use shutdown::{ShutdownReport, SignalShutdown, shutdown, shutdown_on_signals};
 pub use signal::{set_signal, signal};
 pub use spawn::{Builder, spawn};
