@@ -237,7 +237,8 @@ fn stress(capacity: Option<usize>, interrupts: u64, hit_sender: bool) -> Stress 
         let mut rng = Rng::new(7);
         let mut i = 0u64;
         while !d.load(Ordering::Relaxed) || i < 1000 {
-            // Keep the unbounded queue short, so the consumer often waits for more.
+            // Keep the unbounded queue short, so the consumer often waits for more (`rc` is
+            // the next value the consumer expects, so a lost message cannot stall this).
             while i > rc.load(Ordering::Relaxed) + 256 {
                 std::thread::yield_now();
             }
@@ -271,6 +272,7 @@ fn stress(capacity: Option<usize>, interrupts: u64, hit_sender: bool) -> Stress 
     let consumer = killable::spawn(move || {
         let mut next = 0u64;
         let mut bad = 0u64;
+        let mut count = 0u64;
         loop {
             match rx.recv() {
                 Ok(v) => {
@@ -278,13 +280,14 @@ fn stress(capacity: Option<usize>, interrupts: u64, hit_sender: bool) -> Stress 
                         bad += 1;
                     }
                     next = v + 1;
-                    rc.fetch_add(1, Ordering::Relaxed);
+                    count += 1;
+                    rc.store(next, Ordering::Relaxed);
                 }
                 Err(RecvError::Interrupted(_)) => {
                     killable::clear_interrupt();
                     s.fetch_add(1, Ordering::SeqCst);
                 }
-                Err(RecvError::Disconnected) => return (rc.load(Ordering::Relaxed), next, bad),
+                Err(RecvError::Disconnected) => return (count, next, bad),
             }
         }
     });
