@@ -107,10 +107,7 @@ thread_local! {
 
 /// The calling thread's group, if it is a member of one.
 pub(crate) fn current() -> Option<Group> {
-    MEMBER_OF
-        .try_with(|m| m.borrow().clone())
-        .ok()
-        .flatten()
+    MEMBER_OF.try_with(|m| m.borrow().clone()).ok().flatten()
 }
 
 /// Lists a thread being spawned in its group and in `set` (a scope's), and returns its closure

@@ -339,8 +339,9 @@ impl<T> ScopedJoinHandle<'_, T> {
             (Some(result), _) => result,
             // The wrapper never panics; a thread lost in a fork has no result.
             (None, Err(e)) => Err(e),
-            (None, Ok(())) => Err(Box::new("killable: the scoped thread left no result")
-                as Box<dyn Any + Send>),
+            (None, Ok(())) => {
+                Err(Box::new("killable: the scoped thread left no result") as Box<dyn Any + Send>)
+            }
         }
     }
 

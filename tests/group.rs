@@ -32,7 +32,10 @@ fn spawn_lists_members_until_they_finish() {
     g.interrupt();
     assert!(b.join().unwrap().is_err());
     assert!(g.threads().is_empty());
-    assert!(!outside.is_finished(), "interrupting the group reached a non-member");
+    assert!(
+        !outside.is_finished(),
+        "interrupting the group reached a non-member"
+    );
     outside.interrupt();
     let _ = outside.join();
 }
@@ -40,9 +43,7 @@ fn spawn_lists_members_until_they_finish() {
 #[test]
 fn a_thread_spawned_by_a_member_joins_and_stays_after_its_parent_ends() {
     let g = killable::Group::new("inherit");
-    let parent = g
-        .spawn(|| killable::spawn(|| killable::park()))
-        .unwrap();
+    let parent = g.spawn(|| killable::spawn(|| killable::park())).unwrap();
     let child = parent.join().unwrap();
     let listed: Vec<_> = g.threads().iter().map(|t| t.id()).collect();
     assert_eq!(listed, [child.thread().id()]);
@@ -76,7 +77,10 @@ fn builder_group_overrides_the_inherited_group() {
 fn stop_lists_only_members_and_leaves_others_running() {
     let g = killable::Group::new("stop-only-members");
     let members: Vec<_> = (0..3)
-        .map(|_| g.spawn(|| killable::sleep(Duration::from_secs(3600))).unwrap())
+        .map(|_| {
+            g.spawn(|| killable::sleep(Duration::from_secs(3600)))
+                .unwrap()
+        })
         .collect();
     let outside = killable::spawn(|| killable::sleep(Duration::from_secs(3600)));
     for m in &members {
@@ -89,7 +93,10 @@ fn stop_lists_only_members_and_leaves_others_running() {
     for o in report.outcomes() {
         assert!(members.iter().any(|m| m.thread().id() == o.thread().id()));
     }
-    assert!(!outside.is_finished(), "stopping the group reached a non-member");
+    assert!(
+        !outside.is_finished(),
+        "stopping the group reached a non-member"
+    );
     for m in members {
         assert!(m.join().unwrap().is_err());
     }
@@ -124,7 +131,10 @@ fn a_group_stopped_while_a_member_keeps_spawning() {
     let children = children.lock().unwrap();
     assert_eq!(children.len(), 200);
     let running = children.iter().filter(|t| !t.is_finished()).count();
-    assert_eq!(running, 0, "members still run after the stop said all stopped");
+    assert_eq!(
+        running, 0,
+        "members still run after the stop said all stopped"
+    );
     assert!(g.threads().is_empty());
     // Children still running at a listing are in the report, and only members are.
     for o in report.outcomes() {
@@ -157,7 +167,9 @@ fn interrupt_reaches_members_spawned_meanwhile() {
         go.store(true, Ordering::SeqCst);
         g.interrupt();
         for child in spawner.join().unwrap() {
-            let r = child.join_timeout(LIMIT).expect("a child escaped the interrupt");
+            let r = child
+                .join_timeout(LIMIT)
+                .expect("a child escaped the interrupt");
             assert!(r.unwrap().is_err());
         }
     }

@@ -104,7 +104,9 @@ fn blocked_recv_and_recv_timeout_are_interrupted() {
         let (tx, rx) = channel::<u8>();
         let r = killable::spawn(move || {
             let err: std::io::Error = if timed {
-                rx.recv_timeout(Duration::from_secs(3600)).unwrap_err().into()
+                rx.recv_timeout(Duration::from_secs(3600))
+                    .unwrap_err()
+                    .into()
             } else {
                 rx.recv().unwrap_err().into()
             };
@@ -164,7 +166,10 @@ fn rendezvous_send_returns_once_received() {
     assert_eq!(tx_try_send_without_receiver(), TrySendError::Full(0));
     received.store(true, Ordering::SeqCst);
     assert_eq!(rx.recv(), Ok(7));
-    assert!(s.join().unwrap(), "send returned before the value was received");
+    assert!(
+        s.join().unwrap(),
+        "send returned before the value was received"
+    );
 }
 
 fn tx_try_send_without_receiver() -> TrySendError<i32> {

@@ -67,7 +67,11 @@ fn a_panic_propagates_after_all_are_joined() {
         })
     }));
     assert!(r.is_err());
-    assert_eq!(finished.load(Ordering::SeqCst), 1, "the sibling was joined first");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "the sibling was joined first"
+    );
 }
 
 #[test]
@@ -160,7 +164,10 @@ fn stop_reports_only_the_scopes_threads() {
         assert!(ids.contains(&a.thread().id()) && ids.contains(&b.thread().id()));
         assert!(a.is_finished() && b.is_finished());
     });
-    assert!(!outside.is_finished(), "a thread outside the scope was stopped");
+    assert!(
+        !outside.is_finished(),
+        "a thread outside the scope was stopped"
+    );
     outside.interrupt();
     assert!(outside.join().unwrap().is_err());
 }
@@ -188,7 +195,10 @@ fn stop_reaches_scoped_threads_spawned_during_the_stop() {
         let children = children.lock().unwrap();
         assert_eq!(children.len(), 50);
         let running = children.iter().filter(|t| !t.is_finished()).count();
-        assert_eq!(running, 0, "scoped threads still run after the stop said all stopped");
+        assert_eq!(
+            running, 0,
+            "scoped threads still run after the stop said all stopped"
+        );
     });
 }
 
