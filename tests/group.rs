@@ -14,13 +14,13 @@ const LIMIT: Duration = Duration::from_secs(60);
 fn spawn_lists_members_until_they_finish() {
     let g = killable::Group::new("members");
     assert_eq!(g.name(), "members");
-    let a = g.spawn(|| killable::park()).unwrap();
+    let a = g.spawn(killable::park).unwrap();
     let b = killable::Builder::new()
         .group(&g)
         .name("b".into())
-        .spawn(|| killable::park())
+        .spawn(killable::park)
         .unwrap();
-    let outside = killable::spawn(|| killable::park());
+    let outside = killable::spawn(killable::park);
     let mut ids: Vec<_> = g.threads().iter().map(|t| t.id()).collect();
     ids.sort_by_key(|i| i.as_u64());
     let mut want = vec![a.thread().id(), b.thread().id()];
@@ -43,7 +43,7 @@ fn spawn_lists_members_until_they_finish() {
 #[test]
 fn a_thread_spawned_by_a_member_joins_and_stays_after_its_parent_ends() {
     let g = killable::Group::new("inherit");
-    let parent = g.spawn(|| killable::spawn(|| killable::park())).unwrap();
+    let parent = g.spawn(|| killable::spawn(killable::park)).unwrap();
     let child = parent.join().unwrap();
     let listed: Vec<_> = g.threads().iter().map(|t| t.id()).collect();
     assert_eq!(listed, [child.thread().id()]);
@@ -62,7 +62,7 @@ fn builder_group_overrides_the_inherited_group() {
         .spawn(move || {
             killable::Builder::new()
                 .group(&g2c)
-                .spawn(|| killable::park())
+                .spawn(killable::park)
                 .unwrap()
         })
         .unwrap();
@@ -160,7 +160,7 @@ fn interrupt_reaches_members_spawned_meanwhile() {
                     std::hint::spin_loop();
                 }
                 (0..5)
-                    .map(|_| killable::spawn(|| killable::park()))
+                    .map(|_| killable::spawn(killable::park))
                     .collect::<Vec<_>>()
             })
             .unwrap();

@@ -11,7 +11,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn scoped_threads_borrow_and_mutate_local_data() {
-    let data = vec![1, 2, 3, 4];
+    let data = [1, 2, 3, 4];
     let mut total = 0;
     let counter = AtomicUsize::new(0);
     killable::scope(|s| {
@@ -94,7 +94,7 @@ fn a_scope_whose_thread_panics_does_not_hang() {
         let r = std::panic::catch_unwind(|| {
             killable::scope(|s| {
                 let blocked = s.spawn(|| killable::sleep(Duration::from_secs(3600)));
-                let waiting = s.spawn(|| killable::park());
+                let waiting = s.spawn(killable::park);
                 let (r, _w) = std::io::pipe().unwrap();
                 let reader = s.spawn(move || {
                     use std::io::Read;
@@ -121,7 +121,7 @@ fn a_scope_whose_thread_panics_does_not_hang() {
 fn a_panicking_scope_body_interrupts_its_threads() {
     let r = std::panic::catch_unwind(|| {
         killable::scope(|s| {
-            let h = s.spawn(|| killable::park());
+            let h = s.spawn(killable::park);
             wait_blocked(h.thread());
             testkit::panics_on_purpose();
             panic!("scope body panics on purpose");
@@ -133,7 +133,7 @@ fn a_panicking_scope_body_interrupts_its_threads() {
 #[test]
 fn interrupt_all_reaches_every_thread_and_handles_interrupt_one() {
     killable::scope(|s| {
-        let hs: Vec<_> = (0..3).map(|_| s.spawn(|| killable::park())).collect();
+        let hs: Vec<_> = (0..3).map(|_| s.spawn(killable::park)).collect();
         let one = s.spawn(|| killable::sleep(Duration::from_secs(3600)));
         for h in &hs {
             wait_blocked(h.thread());
@@ -151,10 +151,10 @@ fn interrupt_all_reaches_every_thread_and_handles_interrupt_one() {
 
 #[test]
 fn stop_reports_only_the_scopes_threads() {
-    let outside = killable::spawn(|| killable::park());
+    let outside = killable::spawn(killable::park);
     killable::scope(|s| {
         let a = s.spawn(|| killable::sleep(Duration::from_secs(3600)));
-        let b = s.spawn(|| killable::park());
+        let b = s.spawn(killable::park);
         wait_blocked(a.thread());
         wait_blocked(b.thread());
         let report = s.stop(Duration::from_secs(30));
@@ -181,7 +181,7 @@ fn stop_reaches_scoped_threads_spawned_during_the_stop() {
         let spawner = s.spawn(|| {
             // Keeps spawning, ignoring its own interrupt, for a while.
             for _ in 0..50 {
-                let child = s.spawn(|| killable::park());
+                let child = s.spawn(killable::park);
                 children.lock().unwrap().push(child.thread().clone());
                 std::thread::sleep(Duration::from_millis(1));
             }
