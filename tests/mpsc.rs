@@ -341,3 +341,40 @@ fn stress_rendezvous_both_ends_interrupted() {
     println!("{s:?}");
     assert_eq!(s.bad, 0, "{s:?}");
 }
+
+/// A channel still works in a child of `fork` (whose address space has no membarrier
+/// registration of its own yet), with a receiver that has to sleep.
+#[test]
+fn a_channel_works_in_a_fork_child() {
+    testkit::in_child(
+        "a_channel_works_in_a_fork_child",
+        Duration::from_secs(60),
+        || {
+            // Make the parent side register first.
+            let (tx, rx) = channel::<u32>();
+            let h = killable::spawn(move || rx.recv());
+            wait_blocked(h.thread());
+            tx.send(1).unwrap();
+            assert_eq!(h.join().unwrap(), Ok(1));
+            // SAFETY: the child only uses killable, std channels and exit; no lock is held by
+            // another thread at this point that the child needs.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let (tx, rx) = channel::<u32>();
+                let h = killable::spawn(move || rx.recv());
+                wait_blocked(h.thread());
+                tx.send(2).unwrap();
+                let ok = h.join().unwrap() == Ok(2);
+                // SAFETY: ends the child without running the parent's atexit handlers.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "child status {status}"
+            );
+        },
+    );
+}

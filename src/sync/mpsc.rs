@@ -124,15 +124,29 @@ mod asymmetric {
     /// The same, on the side about to sleep: pairs with every other thread's `light`.
     pub(super) fn heavy() {
         if mode() == 1 {
-            // SAFETY: as in `init`; registration succeeded, so the command is allowed.
-            let r = unsafe {
-                libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)
-            };
-            if r == 0 {
-                return;
+            // The registration belongs to the address space. Linux keeps it across `fork`
+            // (`a_channel_works_in_a_fork_child`); should a kernel not, the call fails with
+            // `EPERM`, and one retry after registering again fixes it.
+            for _ in 0..2 {
+                // SAFETY: as in `init`.
+                let r = unsafe {
+                    libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)
+                };
+                if r == 0 {
+                    return;
+                }
+                // SAFETY: as in `init`.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_membarrier,
+                        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+                        0,
+                        0,
+                    )
+                };
             }
-            // Cannot fail once registered; if it did, the other side's compiler fence would
-            // not be enough, so this is not a silent fallback.
+            // Other threads rely on this barrier (their side is only a compiler fence), so a
+            // failure cannot be papered over with a local fence.
             panic!(
                 "killable: membarrier failed: {}",
                 std::io::Error::last_os_error()
