@@ -342,15 +342,14 @@ fn stress_rendezvous_both_ends_interrupted() {
     assert_eq!(s.bad, 0, "{s:?}");
 }
 
-/// A channel still works in a child of `fork` (whose address space has no membarrier
-/// registration of its own yet), with a receiver that has to sleep.
+/// A channel still works in a child of `fork`, with a receiver that has to sleep.
 #[test]
 fn a_channel_works_in_a_fork_child() {
     testkit::in_child(
         "a_channel_works_in_a_fork_child",
         Duration::from_secs(60),
         || {
-            // Make the parent side register first.
+            // The parent uses a channel first.
             let (tx, rx) = channel::<u32>();
             let h = killable::spawn(move || rx.recv());
             wait_blocked(h.thread());

@@ -19,25 +19,25 @@
 //! killable's own, on two event counts, each a futex word waited on through the race-free
 //! system call (`super::futex_wait`), like [`Condvar`](super::Condvar):
 //!
-//! * `recv_seq`, which the receiver sleeps on. The receiver sets `recv_waiting`, fences, reads
+//! * `recv_seq`, which the receiver sleeps on. The receiver sets `recv_waiting`, reads
 //!   `recv_seq`, tries the queue once more, and only then waits for `recv_seq` to change. A
-//!   sender pushes, fences, and bumps `recv_seq` and wakes only if it sees `recv_waiting`. The
-//!   two fences make it a Dekker pair: either the sender sees the flag (and its bump makes the
-//!   futex wait return), or the receiver's second try sees the message.
-//!
-//!   The fences are asymmetric (`asymmetric`), as in folly's `asymmetricHeavyBarrier` and
-//!   Linux's RCU: the sender, once per message, only stops the compiler from reordering; the
-//!   receiver, once per sleep, has the kernel run a full barrier on every running thread of the
-//!   process (`membarrier(2)`), which makes each sender's push visible or makes it see the flag.
-//!   A `fence(SeqCst)` on every send cost a third of std's throughput. So a sender that finds
-//!   nobody waiting pays one load, and no system call.
+//!   sender pushes, then clears `recv_waiting`, and bumps `recv_seq` and wakes only if the flag
+//!   was set. Both sides change the flag with a read-modify-write (a swap), which makes it a
+//!   Dekker pair without fences: the swaps are ordered in the flag's modification order; if the
+//!   sender's comes first, the receiver's swap reads its value and so synchronizes with it (the
+//!   push is visible to the second try); if the receiver's comes first, the sender sees the flag
+//!   and its bump makes the futex wait return. So a sender pays one uncontended atomic swap per
+//!   message (a `fence(SeqCst)` and a load cost more), and no system call unless the receiver
+//!   sleeps.
 //! * `send_seq`, which blocked senders of a bounded channel sleep on, the same way, flagged in
 //!   `send_waiting`; the receiver bumps it and wakes them all after taking a message from a
 //!   bounded channel when the flag is set, and a dropped receiver does so unconditionally.
 //!
-//! The waker clears the flag it saw (a swap), so that while the sleeper is being woken and
-//! scheduled, later messages do not each pay a `futex` wake; the sleeper sets the flag again
-//! before its next sleep. With several sleeping senders one wake-all reaches them all.
+//! The waker clears the flag it saw, so that while the sleeper is being woken and scheduled,
+//! later messages do not each pay a `futex` wake; the sleeper sets the flag again before its next
+//! sleep. With several sleeping senders one wake-all reaches them all (a sender's swap that reads
+//! another sender's `true` still synchronizes with the receiver's earlier swap: swaps continue a
+//! release sequence).
 //!
 //! Nothing is lost because a value is only ever in one place: in the sender's hands until
 //! `try_send` accepts it (an interrupt before that returns it in the error), then in the queue
@@ -68,93 +68,6 @@ pub use std::sync::mpsc::{TryRecvError, TrySendError};
 use crate::errors::Interrupted;
 use crate::futex;
 use crate::time::abs_deadline;
-
-/// The two sides of the event counts' Dekker pairs (module docs), as an asymmetric fence: the
-/// side that runs on every message (`light`) pays a compiler fence only, and the side that is
-/// about to sleep (`heavy`) makes every running thread of the process execute a full barrier
-/// with `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`. Where the kernel lacks it (or under
-/// valgrind), both sides use `fence(SeqCst)`.
-mod asymmetric {
-    use std::sync::atomic::{AtomicU8, Ordering, compiler_fence, fence};
-
-    const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
-    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
-
-    /// 0: not known yet; 1: membarrier registered; 2: not available.
-    static MODE: AtomicU8 = AtomicU8::new(0);
-
-    #[cold]
-    fn init() -> u8 {
-        // SAFETY: membarrier takes two integers and touches no memory of ours.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_membarrier,
-                MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
-                0,
-                0,
-            )
-        };
-        // Published only once registered: a thread that sees 1 may rely on `heavy`'s barrier.
-        // The first answer stays: every thread must use the same pair of fences.
-        let mode = if r == 0 { 1 } else { 2 };
-        match MODE.compare_exchange(0, mode, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => mode,
-            Err(first) => first,
-        }
-    }
-
-    #[inline]
-    fn mode() -> u8 {
-        match MODE.load(Ordering::Acquire) {
-            0 => init(),
-            m => m,
-        }
-    }
-
-    /// After a store, before the load that must not pass it: the frequent side.
-    #[inline]
-    pub(super) fn light() {
-        if mode() == 1 {
-            compiler_fence(Ordering::SeqCst);
-        } else {
-            fence(Ordering::SeqCst);
-        }
-    }
-
-    /// The same, on the side about to sleep: pairs with every other thread's `light`.
-    pub(super) fn heavy() {
-        if mode() == 1 {
-            // The registration belongs to the address space. Linux keeps it across `fork`
-            // (`a_channel_works_in_a_fork_child`); should a kernel not, the call fails with
-            // `EPERM`, and one retry after registering again fixes it.
-            for _ in 0..2 {
-                // SAFETY: as in `init`.
-                let r = unsafe {
-                    libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0)
-                };
-                if r == 0 {
-                    return;
-                }
-                // SAFETY: as in `init`.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_membarrier,
-                        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
-                        0,
-                        0,
-                    )
-                };
-            }
-            // Other threads rely on this barrier (their side is only a compiler fence), so a
-            // failure cannot be papered over with a local fence.
-            panic!(
-                "killable: membarrier failed: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        fence(Ordering::SeqCst);
-    }
-}
 
 /// A short spin-then-yield before sleeping, with std's channel's limits (2^6 spins, then
 /// yields up to step 10).
@@ -223,15 +136,12 @@ impl Shared {
         })
     }
 
-    /// After a push or a sender's drop: wakes the receiver if it waits (module docs).
+    /// After a push or a sender's drop: wakes the receiver if it waits (module docs). The swap
+    /// both reads the flag and clears it, so only the first sender to see it makes the system
+    /// call while the receiver is being woken; the receiver sets it again before it sleeps.
     #[inline]
     fn notify_receiver(&self) {
-        asymmetric::light();
-        // Only the first sender to see the flag wakes the receiver: the others would each make
-        // a system call while it is being scheduled. It sets the flag again before it sleeps.
-        if self.recv_waiting.load(Ordering::Relaxed)
-            && self.recv_waiting.swap(false, Ordering::AcqRel)
-        {
+        if self.recv_waiting.swap(false, Ordering::AcqRel) {
             self.recv_seq.fetch_add(1, Ordering::Release);
             futex::wake(&self.recv_seq, 1);
         }
@@ -240,10 +150,7 @@ impl Shared {
     /// After a receive from a bounded channel: wakes blocked senders if any wait.
     #[inline]
     fn notify_senders(&self) {
-        asymmetric::light();
-        if self.send_waiting.load(Ordering::Relaxed)
-            && self.send_waiting.swap(false, Ordering::AcqRel)
-        {
+        if self.send_waiting.swap(false, Ordering::AcqRel) {
             self.wake_senders();
         }
     }
@@ -650,8 +557,7 @@ impl<T> SyncSender<T> {
                 }
             }
             let shared = &*self.shared;
-            shared.send_waiting.store(true, Ordering::SeqCst);
-            asymmetric::heavy();
+            shared.send_waiting.swap(true, Ordering::AcqRel);
             let seq = shared.send_seq.load(Ordering::Acquire);
             let again = self.inner.try_send(msg);
             let waited = match &again {
@@ -692,8 +598,7 @@ impl<T> SyncSender<T> {
     fn wait_ack(&self, ack: &AtomicBool) {
         let shared = &*self.shared;
         loop {
-            shared.send_waiting.store(true, Ordering::SeqCst);
-            asymmetric::heavy();
+            shared.send_waiting.swap(true, Ordering::AcqRel);
             let seq = shared.send_seq.load(Ordering::Acquire);
             let done = ack.load(Ordering::Acquire) || shared.receiver_gone.load(Ordering::Acquire);
             let r = if done {
@@ -804,8 +709,7 @@ impl<T> Receiver<T> {
                     break;
                 }
             }
-            shared.recv_waiting.store(true, Ordering::SeqCst);
-            asymmetric::heavy();
+            shared.recv_waiting.swap(true, Ordering::AcqRel);
             let seq = shared.recv_seq.load(Ordering::Acquire);
             let again = self.take();
             let waited = match again {
