@@ -377,3 +377,44 @@ fn a_channel_works_in_a_fork_child() {
         },
     );
 }
+
+/// Two threads bounce a counter through two channels, so each side sleeps in `recv` (or in a
+/// full `send`) for nearly every message: a lost wake-up leaves both waiting, and the
+/// `recv_timeout` hang guard fails the test.
+fn ping_pong(capacity: Option<usize>, rounds: u32) {
+    fn pair(
+        capacity: Option<usize>,
+    ) -> (Box<dyn Fn(u32) + Send>, killable::sync::mpsc::Receiver<u32>) {
+        match capacity {
+            None => {
+                let (t, r) = channel();
+                (Box::new(move |v| t.send(v).unwrap()), r)
+            }
+            Some(n) => {
+                let (t, r) = sync_channel(n);
+                (Box::new(move |v| t.send(v).unwrap()), r)
+            }
+        }
+    }
+    let (ping, ping_rx) = pair(capacity);
+    let (pong, pong_rx) = pair(capacity);
+    let other = killable::spawn(move || {
+        for _ in 0..rounds {
+            let v = ping_rx.recv_timeout(LIMIT).expect("lost wake-up (ping)");
+            pong(v + 1);
+        }
+    });
+    for i in 0..rounds {
+        ping(2 * i);
+        let v = pong_rx.recv_timeout(LIMIT).expect("lost wake-up (pong)");
+        assert_eq!(v, 2 * i + 1);
+    }
+    other.join().unwrap();
+}
+
+#[test]
+fn ping_pong_loses_no_wake_up() {
+    ping_pong(None, 20_000);
+    ping_pong(Some(1), 20_000);
+    ping_pong(Some(0), 5_000);
+}
