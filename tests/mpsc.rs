@@ -414,7 +414,15 @@ fn ping_pong(capacity: Option<usize>, rounds: u32) {
 
 #[test]
 fn ping_pong_loses_no_wake_up() {
-    ping_pong(None, 20_000);
-    ping_pong(Some(1), 20_000);
-    ping_pong(Some(0), 5_000);
+    // A hang guard on the whole exchange: a lost wake-up that a later timeout rescues would
+    // otherwise only make the test slow.
+    let both = killable::spawn(|| {
+        ping_pong(None, 20_000);
+        ping_pong(Some(1), 20_000);
+        ping_pong(Some(0), 5_000);
+    });
+    match both.join_timeout(LIMIT) {
+        Ok(r) => r.unwrap(),
+        Err(_) => panic!("the ping-pong stalled for {LIMIT:?}: a wake-up was lost"),
+    }
 }
