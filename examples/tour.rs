@@ -24,6 +24,7 @@ fn main() {
     sealing_std_calls();
     stopping_with_a_report();
     diagnosing_a_stuck_thread();
+    stopping_sets_of_threads();
     println!("\ntour finished");
 }
 
@@ -310,4 +311,58 @@ fn diagnosing_a_stuck_thread() {
             println!("   (released the lock it waited for; it then finished)");
         }
     }
+}
+
+fn stopping_sets_of_threads() {
+    println!("9. stopping threads in sets: a pool on a channel as a Group, and a scope");
+    let pool = killable::Group::new("pool");
+    let (jobs, queue) = killable::sync::mpsc::channel::<u64>();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+    for i in 0..3 {
+        let queue = queue.clone();
+        killable::Builder::new()
+            .name(format!("pool-{i}"))
+            .group(&pool)
+            .spawn(move || -> std::io::Result<()> {
+                loop {
+                    let job = queue.lock().unwrap().recv()?; // interrupted here when idle
+                    killable::sleep(Duration::from_millis(job))?; // or in the middle of a job
+                }
+            })
+            .unwrap();
+    }
+    for _ in 0..100 {
+        jobs.send(5).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    let report = pool.stop(Duration::from_secs(5));
+    let left = queue.lock().unwrap().try_iter().count();
+    println!(
+        "   group.stop: {} workers, all stopped: {}; {left} jobs never taken are still in the channel",
+        report.outcomes().len(),
+        report.all_stopped()
+    );
+
+    let data = [1u64, 2, 3];
+    let t = Instant::now();
+    // The panic is on purpose: its message would only clutter the tour.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(|| {
+        killable::scope(|s| {
+            s.spawn(|| killable::sleep(Duration::from_secs(3600))); // would block std's scope
+            s.spawn(|| data.iter().sum::<u64>());
+            s.spawn(|| panic!("a scoped thread panics"));
+        })
+    });
+    std::panic::set_hook(hook);
+    println!(
+        "   a scope whose thread panicked ended after {:?} (its sleeping sibling was interrupted): {}",
+        t.elapsed(),
+        if r.is_err() {
+            "panic propagated"
+        } else {
+            "no panic"
+        }
+    );
 }

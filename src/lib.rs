@@ -129,11 +129,13 @@ mod diagnose;
 mod errors;
 mod escalate;
 mod futex;
+mod group;
 mod interrupt;
 pub mod io;
 mod join_handle;
 mod kill;
 mod registry;
+mod scope;
 mod seal;
 mod shutdown;
 mod signal;
@@ -152,6 +154,7 @@ pub use deadline::{timeout, timeout_at};
 pub use diagnose::Diagnosis;
 pub use errors::{Interrupted, Killed, is_interrupt, is_killed, is_sealed, is_timeout};
 pub use escalate::{StopLevel, StopOptions, StopOutcome};
+pub use group::Group;
 pub use interrupt::{
     DeferGuard, InterruptCallback, check, clear_interrupt, defer_interrupts, is_interrupted,
     on_interrupt,
@@ -159,6 +162,7 @@ pub use interrupt::{
 pub use join_handle::{JoinHandle, Stopped, Stuck};
 pub use kill::kill_region;
 pub use registry::{ThreadInfo, threads};
+pub use scope::{Scope, ScopedJoinHandle, scope};
 pub use shutdown::{ShutdownReport, SignalShutdown, shutdown, shutdown_on_signals};
 pub use signal::{SIGUSR1, SIGUSR2, set_signal, signal, sigrtmax, sigrtmin};
 pub use spawn::{Builder, spawn};

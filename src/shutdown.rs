@@ -159,6 +159,8 @@ pub fn shutdown_on_signals(grace: Duration) -> io::Result<SignalShutdown> {
 #[derive(Clone, Debug, Default)]
 pub struct ShutdownReport {
     outcomes: Vec<StopOutcome>,
+    /// Threads were still being spawned when the stop gave up (`stop_rounds`).
+    gave_up: bool,
 }
 
 impl ShutdownReport {
@@ -177,7 +179,8 @@ impl ShutdownReport {
         &self.outcomes
     }
 
-    /// Whether every thread stopped.
+    /// Whether every thread stopped: every thread in the report, and no thread spawned while
+    /// the stop ran was left out.
     ///
     /// # Examples
     ///
@@ -187,7 +190,7 @@ impl ShutdownReport {
     /// let _ = w.join();
     /// ```
     pub fn all_stopped(&self) -> bool {
-        self.outcomes.iter().all(StopOutcome::stopped)
+        !self.gave_up && self.outcomes.iter().all(StopOutcome::stopped)
     }
 }
 
@@ -214,9 +217,12 @@ impl fmt::Display for ShutdownReport {
 /// just taken to a new worker; a daemon spawns one). So the shutdown works in rounds: it
 /// escalates on the threads it finds, then looks again for live non-daemon threads it has not
 /// seen yet and escalates on them within what is left of `grace`, until a round finds none.
-/// Past the deadline it makes one last round that requests every level at once without
-/// waiting, and returns: a thread spawned after that is not in the report. Every thread of
-/// every round is in the report, stopped or not.
+/// Past the deadline each further round requests every level at once without waiting, and
+/// the rounds go on until one finds no new thread: a thread spawned during the shutdown is in
+/// the report, and [`ShutdownReport::all_stopped`] is never true while one still runs. (A
+/// spawner stopped by the shutdown spawns its children before it finishes, and they start
+/// interrupted.) If new threads still appear after many rounds past the deadline, the shutdown
+/// gives up and the report says not all stopped.
 ///
 /// # Examples
 ///
@@ -228,15 +234,34 @@ impl fmt::Display for ShutdownReport {
 /// assert!(worker.join().unwrap().is_err());
 /// ```
 pub fn shutdown(grace: Duration) -> ShutdownReport {
-    let start = Instant::now();
     let me = crate::current().id();
-    let mut seen: HashSet<ThreadId> = HashSet::new();
-    let mut outcomes = Vec::new();
-    loop {
-        let round: Vec<Thread> = crate::threads()
+    stop_rounds(grace, || {
+        crate::threads()
             .into_iter()
             .filter(|t| !t.is_daemon() && !t.is_finished() && t.thread().id() != me)
             .map(|t| t.thread().clone())
+            .collect()
+    })
+}
+
+/// Rounds past the deadline after which a stop that still finds new threads gives up.
+const ROUNDS_PAST_DEADLINE: usize = 64;
+
+/// The rounds of `shutdown`, `Group::stop` and `Scope::stop`: escalates on the threads
+/// `targets` lists, then on those it lists next that were not seen yet, until a listing finds
+/// none (see `shutdown`'s race conditions).
+pub(crate) fn stop_rounds(
+    grace: Duration,
+    mut targets: impl FnMut() -> Vec<Thread>,
+) -> ShutdownReport {
+    let start = Instant::now();
+    let mut seen: HashSet<ThreadId> = HashSet::new();
+    let mut outcomes = Vec::new();
+    let mut past_deadline = 0;
+    let mut gave_up = false;
+    loop {
+        let round: Vec<Thread> = targets()
+            .into_iter()
             .filter(|t| seen.insert(t.id()))
             .collect();
         if round.is_empty() {
@@ -244,14 +269,18 @@ pub fn shutdown(grace: Duration) -> ShutdownReport {
         }
         let offset = start.elapsed();
         let remaining = grace.saturating_sub(offset);
+        if remaining.is_zero() {
+            past_deadline += 1;
+        }
         outcomes.extend(escalate(&round, remaining).into_iter().map(|mut o| {
-            // Elapsed from the start of the shutdown, not of this round.
+            // Elapsed from the start of the stop, not of this round.
             o.elapsed += offset;
             o
         }));
-        if remaining.is_zero() {
+        if past_deadline >= ROUNDS_PAST_DEADLINE {
+            gave_up = targets().iter().any(|t| !seen.contains(&t.id()));
             break;
         }
     }
-    ShutdownReport { outcomes }
+    ShutdownReport { outcomes, gave_up }
 }

@@ -55,6 +55,7 @@ pub struct Builder {
     stack_size: Option<usize>,
     affinity: Option<Vec<usize>>,
     daemon: bool,
+    group: Option<crate::group::Group>,
 }
 
 impl Builder {
@@ -143,6 +144,55 @@ impl Builder {
         self
     }
 
+    /// Puts the thread in `group` ([`Group`](crate::Group)) instead of the spawner's group.
+    ///
+    /// Without this, a thread spawned by a member of a group joins that group (and stays in it
+    /// after its spawner ends); a thread spawned by a thread in no group joins none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let workers = killable::Group::new("workers");
+    /// let h = killable::Builder::new().group(&workers).spawn(|| killable::park()).unwrap();
+    /// assert_eq!(workers.threads().len(), 1);
+    /// workers.interrupt();
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn group(mut self, group: &crate::group::Group) -> Builder {
+        self.group = Some(group.clone());
+        self
+    }
+
+    /// Spawns a thread in `scope`, with this builder's configuration, like
+    /// [`std::thread::Builder::spawn_scoped`]: the closure may borrow what outlives the scope.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Builder::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let words = vec!["a", "b"];
+    /// killable::scope(|s| {
+    ///     let h = killable::Builder::new().name("counter".into())
+    ///         .spawn_scoped(s, || words.len())
+    ///         .unwrap();
+    ///     assert_eq!(h.join().unwrap(), 2);
+    /// });
+    /// ```
+    pub fn spawn_scoped<'scope, 'env, F, T>(
+        self,
+        scope: &'scope crate::scope::Scope<'scope, 'env>,
+        f: F,
+    ) -> io::Result<crate::scope::ScopedJoinHandle<'scope, T>>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        crate::scope::spawn_in(self, scope, f)
+    }
+
     /// Spawns the thread with `pthread_create`.
     ///
     /// # Errors
@@ -167,6 +217,27 @@ impl Builder {
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
+    {
+        // SAFETY: `F` and `T` are 'static: nothing they borrow can end before the thread.
+        unsafe { self.spawn_unchecked(f, None) }
+    }
+
+    /// `spawn` without the 'static bounds, also listing the thread in `set` (a scope's) before
+    /// the spawn rule is applied.
+    ///
+    /// # Safety
+    ///
+    /// * Everything `f` and its result borrow must outlive the thread's use of them: the caller
+    ///   (`scope.rs`) waits until the closure has run and its result has been dropped or taken
+    ///   before anything borrowed can end.
+    pub(crate) unsafe fn spawn_unchecked<F, T>(
+        self,
+        f: F,
+        set: Option<&crate::group::ThreadSet>,
+    ) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
     {
         let name = match self.name {
             Some(n) => Some(CString::new(n).map_err(|e| {
@@ -216,6 +287,11 @@ impl Builder {
         let thread = Thread {
             inner: Arc::new(Inner::new(name, true, self.daemon)),
         };
+        // Group and scope membership come first, before the spawn rule's check: an interrupt of
+        // the set that misses the new thread in its listing has already set the spawner's bit,
+        // which the check then sees (`group.rs`).
+        let group = self.group.clone().or_else(crate::group::current);
+        let f = crate::group::member(group.as_ref(), &thread, set, f);
         // The spawn rule: a thread spawned by a thread with a pending interrupt starts
         // interrupted (the spawner's own interrupt stays pending). A thread that is being
         // stopped cannot hand its work to a new thread that escapes the stop.
@@ -236,12 +312,11 @@ impl Builder {
         registry::insert(&thread);
 
         let mut native = MaybeUninit::<libc::pthread_t>::uninit();
+        let routine = start_of(&boxed);
         let data = Box::into_raw(boxed);
-        // SAFETY: `attr` is initialised; `start::<F, T>` takes ownership of `data` exactly once
-        // if and only if pthread_create succeeds.
-        let r = unsafe {
-            libc::pthread_create(native.as_mut_ptr(), &attr.0, start::<F, T>, data.cast())
-        };
+        // SAFETY: `attr` is initialised; `routine` (`start` for this closure type) takes
+        // ownership of `data` exactly once if and only if pthread_create succeeds.
+        let r = unsafe { libc::pthread_create(native.as_mut_ptr(), &attr.0, routine, data.cast()) };
         if r != 0 {
             // SAFETY: the thread was not created, so the box is still ours to rebuild and drop.
             drop(unsafe { Box::from_raw(data) });
@@ -369,10 +444,19 @@ struct Start<F, T> {
     f: F,
 }
 
+/// The start routine for a boxed `Start` (whose closure type has no name to write).
+fn start_of<F, T>(_: &Start<F, T>) -> extern "C" fn(*mut libc::c_void) -> *mut libc::c_void
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    start::<F, T>
+}
+
 extern "C" fn start<F, T>(data: *mut libc::c_void) -> *mut libc::c_void
 where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
+    F: FnOnce() -> T + Send,
+    T: Send,
 {
     // SAFETY: `data` is the `Box<Start<F, T>>` leaked by `spawn`, handed to us exactly once.
     let start = unsafe { Box::from_raw(data.cast::<Start<F, T>>()) };

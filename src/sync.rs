@@ -11,6 +11,8 @@
 //! [`Interrupted`], since the seal is an interrupt that cannot be cleared. The futex waits check
 //! the seal themselves, because the seal's filter leaves `futex` working for locks.
 
+pub mod mpsc;
+
 use std::io;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};

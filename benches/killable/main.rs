@@ -11,6 +11,7 @@
 mod blocking;
 mod floor;
 mod interrupt;
+mod mpsc;
 mod reliability;
 mod report;
 mod spawn;
@@ -52,11 +53,21 @@ fn main() {
         }
         return;
     }
+    // `-- mpsc`: the channel figure alone.
+    if args.iter().any(|a| a == "mpsc") {
+        mpsc::run(&opts, &mut report);
+        report.print_table();
+        if json {
+            println!("{}", report.json());
+        }
+        return;
+    }
     spawn::run(&opts, &mut report);
     interrupt::run(&opts, &mut report);
     stop::run(&opts, &mut report);
     floor::run(&opts, &mut report);
     blocking::run(&opts, &mut report);
+    mpsc::run(&opts, &mut report);
     // Ratios of the forcing figures to the interrupt baseline measured above.
     report.ratio(
         "kill_p50_ratio",

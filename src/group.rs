@@ -1,0 +1,290 @@
+//! Groups: named sets of threads stopped together ([`Group`]), and the set of threads that
+//! groups and scopes share (`ThreadSet`).
+//!
+//! # Internal workings
+//!
+//! ## Membership
+//!
+//! A thread joins its group in `Builder::spawn`, on the spawner, before `pthread_create` and
+//! before the spawn rule's check of the spawner's interrupt; the group a thread belongs to is
+//! remembered in a thread-local of the member (`MEMBER_OF`), set before its closure runs, which
+//! is where a thread it spawns finds the group to inherit. Members stay listed until a listing
+//! finds them finished; finished threads are pruned as the list grows, so a long-lived group
+//! that spawns many short threads keeps a list about the size of its live members.
+//!
+//! ## Interrupting a set without missing a newborn
+//!
+//! `ThreadSet::interrupt` lists the members, interrupts each, and lists again until a listing
+//! shows no member it has not interrupted. A member spawning at the same moment either lists its
+//! child before our last listing (which then interrupts the child), or after it: then our
+//! listing, which came after we set the spawner's bit, happens before the child's insertion,
+//! which comes before the spawner's check of its own bit (the list's lock orders the two), so
+//! the check sees the bit and the child starts interrupted (the spawn rule). Either way no
+//! thread spawned by a member escapes.
+//!
+//! `stop` works in rounds the same way (`shutdown::stop_rounds`): each round escalates on the
+//! members not seen yet and waits for them, and a member spawns its children before it
+//! finishes, so the next listing sees them.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::join_handle::JoinHandle;
+use crate::shutdown::{ShutdownReport, stop_rounds};
+use crate::thread::{Thread, ThreadId};
+
+/// A set of threads, as groups and scopes keep them (module docs).
+#[derive(Default)]
+pub(crate) struct ThreadSet {
+    list: Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    threads: Vec<Thread>,
+    /// Prune finished threads when the list reaches this length.
+    prune_at: usize,
+}
+
+impl ThreadSet {
+    fn lock(&self) -> MutexGuard<'_, Members> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lists `thread` as a member.
+    pub(crate) fn add(&self, thread: &Thread) {
+        let mut m = self.lock();
+        if m.threads.len() >= m.prune_at {
+            m.threads.retain(|t| !t.is_finished());
+            m.prune_at = (m.threads.len() * 2).max(16);
+        }
+        m.threads.push(thread.clone());
+    }
+
+    /// The members still running.
+    pub(crate) fn live(&self) -> Vec<Thread> {
+        let mut m = self.lock();
+        m.threads.retain(|t| !t.is_finished());
+        m.threads.clone()
+    }
+
+    /// Interrupts every member, `except` one, including those spawned meanwhile (module docs).
+    pub(crate) fn interrupt_except(&self, except: Option<ThreadId>) {
+        let mut seen: HashSet<ThreadId> = HashSet::new();
+        loop {
+            let round: Vec<Thread> = self
+                .live()
+                .into_iter()
+                .filter(|t| Some(t.id()) != except && seen.insert(t.id()))
+                .collect();
+            if round.is_empty() {
+                return;
+            }
+            for t in round {
+                t.interrupt();
+            }
+        }
+    }
+
+    /// Escalates on every member but the caller within `grace`, in rounds until no member is
+    /// left running (`shutdown::stop_rounds`).
+    pub(crate) fn stop(&self, grace: Duration) -> ShutdownReport {
+        let me = crate::current().id();
+        stop_rounds(grace, || {
+            self.live().into_iter().filter(|t| t.id() != me).collect()
+        })
+    }
+}
+
+thread_local! {
+    /// The group the calling thread belongs to (module docs).
+    static MEMBER_OF: RefCell<Option<Group>> = const { RefCell::new(None) };
+}
+
+/// The calling thread's group, if it is a member of one.
+pub(crate) fn current() -> Option<Group> {
+    MEMBER_OF.try_with(|m| m.borrow().clone()).ok().flatten()
+}
+
+/// Lists a thread being spawned in its group and in `set` (a scope's), and returns its closure
+/// wrapped so that the thread knows its group. Called by `Builder::spawn` before the spawn
+/// rule's check (module docs).
+pub(crate) fn member<F, T>(
+    group: Option<&Group>,
+    thread: &Thread,
+    set: Option<&ThreadSet>,
+    f: F,
+) -> impl FnOnce() -> T + Send + use<F, T>
+where
+    F: FnOnce() -> T + Send,
+{
+    if let Some(set) = set {
+        set.add(thread);
+    }
+    if let Some(g) = group {
+        g.inner.set.add(thread);
+    }
+    let group = group.cloned();
+    move || {
+        if let Some(g) = group {
+            let _ = MEMBER_OF.try_with(|m| *m.borrow_mut() = Some(g));
+        }
+        f()
+    }
+}
+
+struct GroupInner {
+    name: String,
+    set: ThreadSet,
+}
+
+/// A named set of threads that are interrupted or stopped together.
+///
+/// Threads join a group when they are spawned into it ([`Group::spawn`],
+/// [`Builder::group`](crate::Builder::group)), and a thread spawned by a member joins the
+/// member's group and stays in it after its spawner ends. [`Group::stop`] escalates on the
+/// members only, as [`shutdown`](crate::shutdown) does on every thread, and keeps going until no
+/// member is left running, members spawned during the stop included.
+///
+/// A `Group` is a handle: clones refer to the same set. Threads keep no group alive by
+/// themselves beyond their own lifetime.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// let pool = killable::Group::new("pool");
+/// for _ in 0..3 {
+///     pool.spawn(|| killable::sleep(Duration::from_secs(3600))).unwrap();
+/// }
+/// let report = pool.stop(Duration::from_secs(10));
+/// assert_eq!(report.outcomes().len(), 3);
+/// assert!(report.all_stopped());
+/// ```
+#[derive(Clone)]
+pub struct Group {
+    inner: Arc<GroupInner>,
+}
+
+impl Group {
+    /// An empty group called `name` (the name is for reports and `Debug`; it need not be
+    /// unique).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let g = killable::Group::new("io");
+    /// assert_eq!(g.name(), "io");
+    /// assert!(g.threads().is_empty());
+    /// ```
+    pub fn new(name: &str) -> Group {
+        Group {
+            inner: Arc::new(GroupInner {
+                name: name.to_owned(),
+                set: ThreadSet::default(),
+            }),
+        }
+    }
+
+    /// The group's name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(killable::Group::new("workers").name(), "workers");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Spawns a thread in the group with the default [`Builder`](crate::Builder) (use
+    /// [`Builder::group`](crate::Builder::group) to configure it).
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::spawn`](crate::Builder::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let g = killable::Group::new("g");
+    /// let h = g.spawn(|| 7).unwrap();
+    /// assert_eq!(h.join().unwrap(), 7);
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::Builder::new().group(self).spawn(f)
+    }
+
+    /// The members still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let g = killable::Group::new("g");
+    /// let h = g.spawn(|| killable::park()).unwrap();
+    /// assert_eq!(g.threads()[0].id(), h.thread().id());
+    /// h.interrupt();
+    /// let _ = h.join();
+    /// assert!(g.threads().is_empty());
+    /// ```
+    pub fn threads(&self) -> Vec<Thread> {
+        self.inner.set.live()
+    }
+
+    /// Interrupts every member, including one a member spawns meanwhile (which starts
+    /// interrupted: the spawn rule). The calling thread is interrupted too if it is a member.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let g = killable::Group::new("g");
+    /// let h = g.spawn(|| killable::park()).unwrap();
+    /// g.interrupt();
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn interrupt(&self) {
+        self.inner.set.interrupt_except(None);
+    }
+
+    /// Stops every member but the caller, escalating within `grace` as
+    /// [`shutdown`](crate::shutdown) does, and reports what became of each. No thread outside
+    /// the group is touched or listed.
+    ///
+    /// # Race conditions
+    ///
+    /// It works in rounds, like `shutdown`: members spawned while it runs (by members, which
+    /// start interrupted, or by anyone else) are stopped in the next round, and the report only
+    /// says [`all_stopped`](ShutdownReport::all_stopped) once a listing finds no member it has
+    /// not stopped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let g = killable::Group::new("g");
+    /// let h = g.spawn(|| killable::sleep(Duration::from_secs(3600))).unwrap();
+    /// let report = g.stop(Duration::from_secs(10));
+    /// assert!(report.all_stopped());
+    /// assert!(h.join().unwrap().is_err());
+    /// ```
+    pub fn stop(&self, grace: Duration) -> ShutdownReport {
+        self.inner.set.stop(grace)
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.inner.name)
+            .field("live", &self.threads().len())
+            .finish()
+    }
+}
