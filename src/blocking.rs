@@ -821,7 +821,10 @@ impl Shared {
 
     /// Creates a worker already counted in `threads`; undoes the count if it cannot.
     fn start_worker(self: &Arc<Self>) {
-        let mut b = crate::Builder::new().name(self.config.name.clone());
+        // A shared pool's worker serves everyone: it joins no group (`Builder::no_group`).
+        let mut b = crate::Builder::new()
+            .no_group()
+            .name(self.config.name.clone());
         if let Some(size) = self.config.stack_size {
             b = b.stack_size(size);
         }

@@ -12,6 +12,10 @@
 //! finds them finished; finished threads are pruned as the list grows, so a long-lived group
 //! that spawns many short threads keeps a list about the size of its live members.
 //!
+//! The crate's own threads (pool workers, the signal thread) are spawned with
+//! `Builder::no_group` and inherit no group: they serve every caller, and a group's stop would
+//! otherwise seal a shared thread for good.
+//!
 //! ## Interrupting a set without missing a newborn
 //!
 //! `ThreadSet::interrupt` lists the members, interrupts each, and lists again until a listing
@@ -30,6 +34,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -41,6 +46,10 @@ use crate::thread::{Thread, ThreadId};
 #[derive(Default)]
 pub(crate) struct ThreadSet {
     list: Mutex<Members>,
+    /// New members start interrupted (set by a scope that is being stopped: `scope.rs`).
+    /// Read by the spawner after it listed the new member, set before a listing: the list's
+    /// lock orders the two as for the spawn rule (module docs).
+    stopping: AtomicBool,
 }
 
 #[derive(Default)]
@@ -53,6 +62,16 @@ struct Members {
 impl ThreadSet {
     fn lock(&self) -> MutexGuard<'_, Members> {
         self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// New members start interrupted from now on (see `stopping`).
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether new members start interrupted.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// Lists `thread` as a member.
@@ -110,19 +129,20 @@ pub(crate) fn current() -> Option<Group> {
     MEMBER_OF.try_with(|m| m.borrow().clone()).ok().flatten()
 }
 
-/// Lists a thread being spawned in its group and in `set` (a scope's), and returns its closure
+/// Lists a thread being spawned in its group and in `sets` (its scope's and the enclosing
+/// scopes'), and returns its closure
 /// wrapped so that the thread knows its group. Called by `Builder::spawn` before the spawn
 /// rule's check (module docs).
 pub(crate) fn member<F, T>(
     group: Option<&Group>,
     thread: &Thread,
-    set: Option<&ThreadSet>,
+    sets: &[&ThreadSet],
     f: F,
 ) -> impl FnOnce() -> T + Send + use<F, T>
 where
     F: FnOnce() -> T + Send,
 {
-    if let Some(set) = set {
+    for set in sets {
         set.add(thread);
     }
     if let Some(g) = group {
@@ -152,6 +172,13 @@ struct GroupInner {
 ///
 /// A `Group` is a handle: clones refer to the same set. Threads keep no group alive by
 /// themselves beyond their own lifetime.
+///
+/// The crate's own threads join no group, whoever creates them: a worker of
+/// [`spawn_blocking`](crate::spawn_blocking) or a [`BlockingPool`](crate::BlockingPool) (so a
+/// member's `spawn_blocking` job is not a member: it runs on a thread shared with everyone, which
+/// a group's stop must not seal for good), and the signal thread of
+/// [`shutdown_on_signals`](crate::shutdown_on_signals). To stop such a job with the group, keep
+/// its [`BlockingTask`](crate::BlockingTask) and abort it, or run the work in a member thread.
 ///
 /// # Examples
 ///

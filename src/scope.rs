@@ -7,21 +7,52 @@
 //! after [`scope`] returns. As in std, each scoped thread shares a packet with its handle; the
 //! packet holds the closure's result, and dropping the packet (the last of the thread's and the
 //! handle's references) first drops an untaken result, which may borrow too, and then counts
-//! the thread out of the scope (`ScopeData::running`). [`scope`] waits, with a plain futex wait
-//! that no interrupt breaks (breaking it would free what the threads borrow), until the count is
-//! zero. The killable thread itself runs a wrapper that stores the result in that packet and
-//! returns `()`, so the start routine never holds anything the scope lends.
+//! the thread out of the scope (`ScopeData::running`). [`scope`] waits until the count is zero,
+//! and never returns before (returning would free what the threads borrow). The killable thread
+//! itself runs a wrapper that stores the result in that packet and returns `()`, so the start
+//! routine never holds anything the scope lends.
+//!
+//! ## Stopping the scope's threads
 //!
 //! The wrapper catches the closure's panic and interrupts the scope's other threads at once,
 //! before it stores the result: a sibling blocked in a killable call returns instead of keeping
 //! [`scope`] waiting forever. If the scope's own closure panics, every scoped thread is
-//! interrupted too, for the same reason.
+//! interrupted too, for the same reason. Either way the scope's set is marked stopping first
+//! (`ThreadSet::stopping`): a thread spawned into the scope afterwards, by anyone (the owner
+//! included), starts interrupted, so a panic ends the scope even if the owner goes on spawning.
+//!
+//! The end-of-scope wait is a killable futex wait. When the owner is interrupted or sealed while
+//! it waits (or was already), the wait does not end: it relays the stop to the scope (marks the
+//! set stopping and interrupts every thread in it) and goes on waiting, without a deadline and
+//! no longer killable, until every thread is gone. So a scoped thread that waits at the end of a
+//! nested scope passes its own interrupt down, and an interrupt of the outer scope reaches the
+//! inner scope's threads.
+//!
+//! ## Nested scopes
 //!
 //! The scope's threads are a `ThreadSet` (`group.rs`), filled by `Builder::spawn` before the
 //! spawn rule's check; `interrupt_all` and `stop` therefore reach a scoped thread spawned by
-//! another scoped thread while they run.
+//! another scoped thread while they run. A scope opened by a scoped thread (a nested scope)
+//! remembers the enclosing scope (`ScopeData::parent`, found through the thread-local
+//! `IN_SCOPE`), and its threads are listed in the sets of every enclosing scope too, as group
+//! membership is inherited. This is what lets [`Scope::stop`] escalate on them: relaying an
+//! interrupt (above) is enough for threads blocked in killable calls, but a thread that ignores
+//! interrupts must be sealed, and only a stop that lists it can do that. Escalating on a nested
+//! scope's thread is as sound as on the outer scope's own: seal and kill never skip a Rust
+//! frame, so what the thread borrows is released as its frames return, and the nested scope
+//! still waits for it. A sibling's panic in the outer scope interrupts the nested scopes'
+//! threads directly for the same reason.
+//!
+//! ## fork
+//!
+//! In a child forked while scoped threads ran, those threads do not exist, and the packets they
+//! hold are never dropped: a child that leaves the scope waits forever, as with std's scope.
+//! A forked child should only call async-signal-safe functions and `_exit` (or `exec`) anyway.
+//! The membership lists are behind a `std` mutex: a child forked while another thread held one
+//! may deadlock if it spawns into the scope or a group.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -41,6 +72,8 @@ use crate::thread::Thread;
 struct ScopeData {
     /// Scoped threads whose packet is still alive; a futex word (module docs).
     running: AtomicU32,
+    /// The scope the owner runs in, if the owner is a scoped thread (module docs).
+    parent: Option<Arc<ScopeData>>,
     /// A scoped thread panicked and nobody joined it.
     a_thread_panicked: AtomicBool,
     threads: ThreadSet,
@@ -53,16 +86,46 @@ impl ScopeData {
         }
     }
 
-    /// Waits, not interruptibly, until every packet is gone (module docs).
+    /// Marks the scope stopping and interrupts every thread in it (module docs).
+    fn interrupt_all(&self, except: Option<crate::thread::ThreadId>) {
+        self.threads.set_stopping();
+        self.threads.interrupt_except(except);
+    }
+
+    /// Waits until every packet is gone; an interrupt or seal of the caller is relayed to the
+    /// scope's threads, and the wait goes on (module docs).
     fn wait_all(&self) {
+        let mut relayed = false;
         loop {
             let n = self.running.load(Ordering::Acquire);
             if n == 0 {
                 return;
             }
-            futex::wait(&self.running, n, None);
+            if relayed {
+                futex::wait(&self.running, n, None);
+            } else if crate::sync::futex_wait(&self.running, n, None).is_err() {
+                relayed = true;
+                self.interrupt_all(None);
+            }
         }
     }
+
+    /// The sets a new thread of this scope is listed in: this scope's and every enclosing
+    /// scope's (module docs).
+    fn sets(&self) -> Vec<&ThreadSet> {
+        let mut sets = vec![&self.threads];
+        let mut up = self.parent.as_deref();
+        while let Some(d) = up {
+            sets.push(&d.threads);
+            up = d.parent.as_deref();
+        }
+        sets
+    }
+}
+
+thread_local! {
+    /// The scope the calling thread was spawned in, if it is a scoped thread (module docs).
+    static IN_SCOPE: RefCell<Option<Arc<ScopeData>>> = const { RefCell::new(None) };
 }
 
 /// A scope to spawn threads in; see [`scope`].
@@ -134,10 +197,16 @@ impl<T> Drop for Packet<'_, T> {
 /// * when a scoped thread panics, its live siblings are interrupted at once, so one blocked in
 ///   a killable call does not keep the scope waiting forever (std's would);
 /// * [`Scope::interrupt_all`] and [`Scope::stop`] stop the scope's threads, and only them;
-/// * if `f` itself panics, the scope's threads are interrupted before they are waited for.
+/// * if `f` itself panics, the scope's threads are interrupted before they are waited for;
+/// * after a panic (of `f` or of a scoped thread), a thread spawned into the scope starts
+///   interrupted;
+/// * a scope opened by a scoped thread is nested in the enclosing scope: its threads are also
+///   threads of the enclosing scope for [`Scope::interrupt_all`], [`Scope::stop`] and the
+///   interrupt after a panic.
 ///
-/// The wait at the end is not interruptible: the threads may borrow from the caller's stack,
-/// so the scope cannot end before they do.
+/// The wait at the end never ends before the threads do: they may borrow from the caller's
+/// stack. If the calling thread is interrupted or [sealed](crate::Thread::seal) while it waits
+/// (or before), the scope's threads are interrupted, and the wait goes on until they end.
 ///
 /// # Panics
 ///
@@ -175,6 +244,7 @@ where
     let scope = Scope {
         data: Arc::new(ScopeData {
             running: AtomicU32::new(0),
+            parent: IN_SCOPE.try_with(|s| s.borrow().clone()).ok().flatten(),
             a_thread_panicked: AtomicBool::new(false),
             threads: ThreadSet::default(),
         }),
@@ -183,7 +253,7 @@ where
     };
     let result = catch_unwind(AssertUnwindSafe(|| f(&scope)));
     if result.is_err() {
-        scope.data.threads.interrupt_except(None);
+        scope.data.interrupt_all(None);
     }
     scope.data.wait_all();
     match result {
@@ -296,11 +366,13 @@ where
     let theirs = packet.clone();
     let data = scope.data.clone();
     let main = move || {
+        let _ = IN_SCOPE.try_with(|s| *s.borrow_mut() = Some(data.clone()));
         let result = catch_unwind(AssertUnwindSafe(f));
         if result.is_err() {
             // Siblings are interrupted at once, before the result is published (module docs).
-            data.threads.interrupt_except(Some(crate::current().id()));
+            data.interrupt_all(Some(crate::current().id()));
         }
+        let _ = IN_SCOPE.try_with(|s| s.borrow_mut().take());
         *theirs.result.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
         // If the handle is gone, this drops the result and counts the thread out.
         drop(theirs);
@@ -309,7 +381,7 @@ where
     // (through an `Arc`). The scope ends only once the packet is gone (`wait_all`), which is
     // after `main` has run `f` and dropped its reference; the thread returns `()`, so the start
     // routine keeps nothing the scope lends.
-    let handle = unsafe { builder.spawn_unchecked(main, Some(&scope.data.threads)) }?;
+    let handle = unsafe { builder.spawn_unchecked(main, &scope.data.sets()) }?;
     Ok(ScopedJoinHandle { handle, packet })
 }
 

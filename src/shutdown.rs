@@ -123,7 +123,10 @@ pub fn shutdown_on_signals(grace: Duration) -> io::Result<SignalShutdown> {
         shared: Arc::new((Mutex::new(State::default()), Condvar::new())),
     };
     let shared = handle.shared.clone();
+    // The crate's own threads join no group, even when a member calls this (a group's stop
+    // would otherwise seal the signal thread).
     crate::Builder::new()
+        .no_group()
         .name("killable-signals".into())
         .daemon(true)
         .spawn(move || {
@@ -131,6 +134,7 @@ pub fn shutdown_on_signals(grace: Duration) -> io::Result<SignalShutdown> {
             let Some(first) = received.next() else { return };
             shared.0.lock().unwrap_or_else(|e| e.into_inner()).signal = Some(first);
             let spawned = crate::Builder::new()
+                .no_group()
                 .name("killable-shutdown".into())
                 .daemon(true)
                 .spawn(move || {

@@ -56,6 +56,9 @@ pub struct Builder {
     affinity: Option<Vec<usize>>,
     daemon: bool,
     group: Option<crate::group::Group>,
+    /// The crate's own threads (pool workers, the signal thread): in no group, whoever spawns
+    /// them (`no_group`).
+    no_group: bool,
 }
 
 impl Builder {
@@ -160,6 +163,16 @@ impl Builder {
     /// ```
     pub fn group(mut self, group: &crate::group::Group) -> Builder {
         self.group = Some(group.clone());
+        self.no_group = false;
+        self
+    }
+
+    /// Puts the thread in no group, whatever group its spawner is in: for the crate's own
+    /// threads, which serve every caller (a shared pool's worker, the signal thread) and must
+    /// not be stopped with the group of whichever member happened to create them.
+    pub(crate) fn no_group(mut self) -> Builder {
+        self.group = None;
+        self.no_group = true;
         self
     }
 
@@ -219,11 +232,12 @@ impl Builder {
         T: Send + 'static,
     {
         // SAFETY: `F` and `T` are 'static: nothing they borrow can end before the thread.
-        unsafe { self.spawn_unchecked(f, None) }
+        unsafe { self.spawn_unchecked(f, &[]) }
     }
 
-    /// `spawn` without the 'static bounds, also listing the thread in `set` (a scope's) before
-    /// the spawn rule is applied.
+    /// `spawn` without the 'static bounds, also listing the thread in `sets` (a scope's and
+    /// those of the scopes around it) before the spawn rule is applied; the thread starts
+    /// interrupted if one of them is stopping (`ThreadSet::stopping`).
     ///
     /// # Safety
     ///
@@ -233,7 +247,7 @@ impl Builder {
     pub(crate) unsafe fn spawn_unchecked<F, T>(
         self,
         f: F,
-        set: Option<&crate::group::ThreadSet>,
+        sets: &[&crate::group::ThreadSet],
     ) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send,
@@ -290,12 +304,18 @@ impl Builder {
         // Group and scope membership come first, before the spawn rule's check: an interrupt of
         // the set that misses the new thread in its listing has already set the spawner's bit,
         // which the check then sees (`group.rs`).
-        let group = self.group.clone().or_else(crate::group::current);
-        let f = crate::group::member(group.as_ref(), &thread, set, f);
+        let group = if self.no_group {
+            None
+        } else {
+            self.group.clone().or_else(crate::group::current)
+        };
+        let f = crate::group::member(group.as_ref(), &thread, sets, f);
         // The spawn rule: a thread spawned by a thread with a pending interrupt starts
         // interrupted (the spawner's own interrupt stays pending). A thread that is being
         // stopped cannot hand its work to a new thread that escapes the stop.
-        if crate::interrupt::is_interrupted() {
+        // A set that is stopping (a scope that saw a panic or whose owner was interrupted)
+        // starts its newcomers interrupted the same way, after the listing above (`group.rs`).
+        if crate::interrupt::is_interrupted() || sets.iter().any(|s| s.stopping()) {
             thread.inner.ctl.set_quietly(INTERRUPT);
         }
         // A sealed spawner's thread inherits the kernel's filter at `clone`: it starts sealed

@@ -55,7 +55,7 @@ fn wait_failed(f: Fail, call: &str) -> Interrupted {
 /// during the wait breaks it with its signal (`EINTR`), after which the check sees it, even
 /// under `defer_interrupts`; only a seal signal that lands between the check and the system
 /// call under `defer_interrupts` is seen at the wait's next return.
-fn futex_wait(
+pub(crate) fn futex_wait(
     word: &AtomicU32,
     expected: u32,
     deadline: Option<&libc::timespec>,

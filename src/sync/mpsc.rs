@@ -41,7 +41,8 @@
 //!
 //! Nothing is lost because a value is only ever in one place: in the sender's hands until
 //! `try_send` accepts it (an interrupt before that returns it in the error), then in the queue
-//! until `try_recv` takes it (an interrupt of the receiver leaves it there).
+//! until `try_recv` takes it (an interrupt of the receiver leaves it there); for a rendezvous,
+//! in a slot that exactly one side empties (below).
 //!
 //! Before it sleeps, a waiting end spins and yields briefly, with the limits std's channel uses
 //! for its own `recv` (`Backoff`): without it, a consumer that keeps up with its producer finds
@@ -49,18 +50,31 @@
 //! `futex` wake, about ten times slower than std's channel.
 //!
 //! A zero-capacity (rendezvous) channel cannot use std's: its `try_send` succeeds only while a
-//! receiver is blocked in std's own `recv`, which ours never is. It is a capacity-one queue plus
-//! an acknowledgement per message: the sender waits (on `send_seq`) until the receiver has
-//! taken its value. An interrupt during that wait returns `Ok`: the value was handed over and
-//! will be received; it cannot be taken back.
+//! receiver is blocked in std's own `recv`, which ours never is. It is a capacity-one queue of
+//! slots: the sender puts its value in a shared slot (`Slot`, a `Mutex<Option<T>>`), queues the
+//! slot, and waits (on `send_seq`) until the slot is empty. Whoever empties the slot owns the
+//! value, and the lock decides who that is: the receiver (`take`: the value is received, the
+//! send returns `Ok`), or the sender itself when it is interrupted or sees the receiver gone
+//! before that (the send returns the value in its error, as std's rendezvous `send` does when
+//! the receiver is dropped). A receiver that pops a slot its sender already emptied skips it.
+//! So a send that returns `Ok` was received, and one that fails was not. The receiver empties the
+//! slot, then wakes blocked senders as after any receive (the `send_waiting` Dekker pair orders
+//! the emptying before the sender's next look).
+//!
+//! `try_send` on a rendezvous channel must succeed only if a receiver takes the value (std hands
+//! it to a receiver blocked in `recv`). `recv_waiting` says a receiver is about to sleep, but it
+//! may be stale (the receiver may be interrupted, or time out, before it looks again), so
+//! `try_send` queues a slot only when the flag is set, wakes the receiver, and waits a short
+//! bounded time (`TRY_SEND_WAIT`, not killable) for the slot to be emptied; if it is not, it
+//! takes the value back and reports `Full`.
 
 use std::error::Error;
 use std::fmt;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use std::sync::mpsc::{TryRecvError, TrySendError};
@@ -95,7 +109,7 @@ impl Backoff {
     }
 }
 
-/// A receiver's queue: plain values (`channel`), or values with room for an acknowledgement
+/// A receiver's queue: plain values (`channel`), or values or rendezvous slots
 /// (`sync_channel`). Unbounded channels carry the bare value: a wider slot cost them about a
 /// tenth of their throughput.
 enum Flavor<T> {
@@ -103,12 +117,33 @@ enum Flavor<T> {
     Acked(std_mpsc::Receiver<Msg<T>>),
 }
 
-/// What a `sync_channel` carries: the value, and for a rendezvous channel the flag its sender
-/// waits on.
-struct Msg<T> {
-    value: T,
-    ack: Option<Arc<AtomicBool>>,
+/// What a `sync_channel` carries: the value (bounded), or the slot a rendezvous sender waits on
+/// (module docs).
+enum Msg<T> {
+    Value(T),
+    Slot(Arc<Slot<T>>),
 }
+
+/// A rendezvous value: taken out by the receiver (received) or by its sender (taken back).
+type Slot<T> = Mutex<Option<T>>;
+
+impl<T> Msg<T> {
+    /// The value of a message that was not queued (a rendezvous slot is still full then).
+    fn into_value(self) -> T {
+        match self {
+            Msg::Value(v) => v,
+            Msg::Slot(slot) => claim(&slot).expect("an unqueued slot is full"),
+        }
+    }
+}
+
+/// Empties a rendezvous slot; `None` if the other side did first.
+fn claim<T>(slot: &Slot<T>) -> Option<T> {
+    slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+}
+
+/// How long a rendezvous `try_send` waits for a receiver that said it was waiting (module docs).
+const TRY_SEND_WAIT: Duration = Duration::from_millis(20);
 
 /// The waiting state shared by a channel's ends (module docs).
 struct Shared {
@@ -278,7 +313,7 @@ pub enum SendError<T> {
     /// The receiver is gone.
     Disconnected(T),
     /// The sending thread was interrupted (or its [`timeout`](crate::timeout) passed) while the
-    /// channel was full.
+    /// channel was full, or, on a zero-capacity channel, before the receiver took the value.
     Interrupted(T, Interrupted),
 }
 
@@ -502,9 +537,10 @@ impl<T> SyncSender<T> {
     ///
     /// * [`SendError::Disconnected`] with the value if the receiver was dropped.
     /// * [`SendError::Interrupted`] with the value if the thread was interrupted (or its
-    ///   [`timeout`](crate::timeout) passed) before the value went into the channel. On a
-    ///   zero-capacity channel an interrupt that comes after the value was handed over returns
-    ///   `Ok`: the value will be received.
+    ///   [`timeout`](crate::timeout) passed) before the value went into the channel; on a
+    ///   zero-capacity channel, before the receiver took it. On a zero-capacity channel `Ok`
+    ///   means the value was received, and a receiver dropped before taking it makes the send
+    ///   return [`SendError::Disconnected`] with the value, as std's does.
     ///
     /// # Examples
     ///
@@ -522,13 +558,11 @@ impl<T> SyncSender<T> {
         if let Err(i) = crate::interrupt::check() {
             return Err(SendError::Interrupted(value, i));
         }
-        let ack = self
-            .shared
-            .rendezvous
-            .then(|| Arc::new(AtomicBool::new(false)));
-        let mut msg = Msg {
-            value,
-            ack: ack.clone(),
+        let (mut msg, slot) = if self.shared.rendezvous {
+            let slot = Arc::new(Mutex::new(Some(value)));
+            (Msg::Slot(slot.clone()), Some(slot))
+        } else {
+            (Msg::Value(value), None)
         };
         loop {
             match self.inner.try_send(msg) {
@@ -537,7 +571,7 @@ impl<T> SyncSender<T> {
                     break;
                 }
                 Err(std_mpsc::TrySendError::Disconnected(m)) => {
-                    return Err(SendError::Disconnected(m.value));
+                    return Err(SendError::Disconnected(m.into_value()));
                 }
                 Err(std_mpsc::TrySendError::Full(m)) => msg = m,
             }
@@ -548,10 +582,10 @@ impl<T> SyncSender<T> {
                 match self.inner.try_send(msg) {
                     Ok(()) => {
                         self.shared.notify_receiver();
-                        return self.sent(ack);
+                        return self.sent(slot);
                     }
                     Err(std_mpsc::TrySendError::Disconnected(m)) => {
-                        return Err(SendError::Disconnected(m.value));
+                        return Err(SendError::Disconnected(m.into_value()));
                     }
                     Err(std_mpsc::TrySendError::Full(m)) => msg = m,
                 }
@@ -572,42 +606,53 @@ impl<T> SyncSender<T> {
                     break;
                 }
                 Err(std_mpsc::TrySendError::Disconnected(m)) => {
-                    return Err(SendError::Disconnected(m.value));
+                    return Err(SendError::Disconnected(m.into_value()));
                 }
                 Err(std_mpsc::TrySendError::Full(m)) => {
                     if let Some(Err(i)) = waited {
-                        return Err(SendError::Interrupted(m.value, i));
+                        return Err(SendError::Interrupted(m.into_value(), i));
                     }
                     msg = m;
                 }
             }
         }
-        self.sent(ack)
+        self.sent(slot)
     }
 
-    /// The value is in the queue: a rendezvous sender waits for its acknowledgement.
-    fn sent(&self, ack: Option<Arc<AtomicBool>>) -> Result<(), SendError<T>> {
-        if let Some(ack) = ack {
-            self.wait_ack(&ack);
+    /// The message is in the queue: a rendezvous sender waits until its value is received.
+    #[inline]
+    fn sent(&self, slot: Option<Arc<Slot<T>>>) -> Result<(), SendError<T>> {
+        match slot {
+            Some(slot) => self.wait_taken(&slot),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// A rendezvous sender waits until its value was taken (or it is interrupted, or the
-    /// receiver is gone: the value was handed over either way).
-    fn wait_ack(&self, ack: &AtomicBool) {
+    /// A rendezvous sender waits until the receiver has emptied its slot; interrupted, or with
+    /// the receiver gone, it takes the value back if it still can (module docs).
+    fn wait_taken(&self, slot: &Slot<T>) -> Result<(), SendError<T>> {
         let shared = &*self.shared;
         loop {
             shared.send_waiting.swap(true, Ordering::AcqRel);
             let seq = shared.send_seq.load(Ordering::Acquire);
-            let done = ack.load(Ordering::Acquire) || shared.receiver_gone.load(Ordering::Acquire);
-            let r = if done {
-                Ok(true)
-            } else {
-                super::futex_wait(&shared.send_seq, seq, None)
-            };
-            if done || r.is_err() {
-                return;
+            if slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none()
+            {
+                return Ok(());
+            }
+            if shared.receiver_gone.load(Ordering::Acquire) {
+                return match claim(slot) {
+                    Some(v) => Err(SendError::Disconnected(v)),
+                    None => Ok(()),
+                };
+            }
+            if let Err(i) = super::futex_wait(&shared.send_seq, seq, None) {
+                return match claim(slot) {
+                    Some(v) => Err(SendError::Interrupted(v, i)),
+                    None => Ok(()),
+                };
             }
         }
     }
@@ -630,22 +675,55 @@ impl<T> SyncSender<T> {
     /// assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
     /// ```
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        if self.shared.rendezvous && !self.shared.recv_waiting.load(Ordering::SeqCst) {
+        if !self.shared.rendezvous {
+            return match self.inner.try_send(Msg::Value(value)) {
+                Ok(()) => {
+                    self.shared.notify_receiver();
+                    Ok(())
+                }
+                Err(std_mpsc::TrySendError::Full(m)) => Err(TrySendError::Full(m.into_value())),
+                Err(std_mpsc::TrySendError::Disconnected(m)) => {
+                    Err(TrySendError::Disconnected(m.into_value()))
+                }
+            };
+        }
+        let shared = &*self.shared;
+        if !shared.recv_waiting.load(Ordering::SeqCst) {
             // Nobody to hand it to now.
-            return Err(if self.shared.receiver_gone.load(Ordering::Acquire) {
+            return Err(if shared.receiver_gone.load(Ordering::Acquire) {
                 TrySendError::Disconnected(value)
             } else {
                 TrySendError::Full(value)
             });
         }
-        match self.inner.try_send(Msg { value, ack: None }) {
-            Ok(()) => {
-                self.shared.notify_receiver();
-                Ok(())
-            }
-            Err(std_mpsc::TrySendError::Full(m)) => Err(TrySendError::Full(m.value)),
+        // The flag may be stale: hand the value over only if the receiver takes it within a
+        // short bounded wait, else take it back (module docs).
+        let slot = Arc::new(Mutex::new(Some(value)));
+        match self.inner.try_send(Msg::Slot(slot.clone())) {
+            Ok(()) => shared.notify_receiver(),
+            Err(std_mpsc::TrySendError::Full(m)) => return Err(TrySendError::Full(m.into_value())),
             Err(std_mpsc::TrySendError::Disconnected(m)) => {
-                Err(TrySendError::Disconnected(m.value))
+                return Err(TrySendError::Disconnected(m.into_value()));
+            }
+        }
+        let deadline = abs_deadline(Some(TRY_SEND_WAIT));
+        loop {
+            shared.send_waiting.swap(true, Ordering::AcqRel);
+            let seq = shared.send_seq.load(Ordering::Acquire);
+            if slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none()
+            {
+                return Ok(());
+            }
+            let gone = shared.receiver_gone.load(Ordering::Acquire);
+            if gone || !futex::wait(&shared.send_seq, seq, deadline.as_ref()) {
+                return match claim(&slot) {
+                    Some(v) if gone => Err(TrySendError::Disconnected(v)),
+                    Some(v) => Err(TrySendError::Full(v)),
+                    None => Ok(()),
+                };
             }
         }
     }
@@ -680,14 +758,18 @@ impl<T> Receiver<T> {
     fn take(&self) -> Result<T, TryRecvError> {
         match &*self.inner {
             Flavor::Plain(rx) => rx.try_recv(),
-            Flavor::Acked(rx) => {
-                let msg = rx.try_recv()?;
-                if let Some(ack) = &msg.ack {
-                    ack.store(true, Ordering::Release);
-                }
+            Flavor::Acked(rx) => loop {
+                let value = match rx.try_recv()? {
+                    Msg::Value(v) => Some(v),
+                    // Emptied under the lock before the senders are told (module docs).
+                    Msg::Slot(slot) => claim(&slot),
+                };
                 self.shared.notify_senders();
-                Ok(msg.value)
-            }
+                if let Some(v) = value {
+                    return Ok(v);
+                }
+                // Its sender took it back: the next one, if any.
+            },
         }
     }
 
