@@ -658,7 +658,9 @@ impl<T> SyncSender<T> {
     }
 
     /// Sends a value if there is room now, like std's `try_send`; on a zero-capacity channel,
-    /// only while the receiver waits in [`recv`](Receiver::recv).
+    /// only to a receiver waiting in [`recv`](Receiver::recv) that takes it: it then waits (not
+    /// killable, at most about 20 ms) for the receiver to take the value, and takes it back and
+    /// returns [`TrySendError::Full`] if it does not, so that `Ok` means received, as in std.
     ///
     /// # Errors
     ///
