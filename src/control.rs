@@ -121,6 +121,10 @@ pub(crate) struct Inner {
     pub(crate) managed: bool,
     /// `RUNNING`, `FINISHED` or `LOST_IN_FORK`, plus `DONE_WAITERS`; a futex word.
     pub(crate) done: AtomicU32,
+    /// When the thread finished (`CLOCK_MONOTONIC` nanoseconds, stored just before `done`
+    /// turns `FINISHED`), 0 until then: an escalation waiting on several threads one after
+    /// another reports each one's own stopping time, not when it got round to looking.
+    pub(crate) finished_ns: AtomicU64,
     /// References that keep a managed thread in the registry: the running thread and its
     /// `JoinHandle`. Whoever drops the last one removes the entry.
     pub(crate) registry_refs: AtomicU32,
@@ -145,6 +149,7 @@ impl Inner {
             daemon,
             managed,
             done: AtomicU32::new(RUNNING),
+            finished_ns: AtomicU64::new(0),
             registry_refs: AtomicU32::new(if managed { 2 } else { 0 }),
             guard_lo: AtomicUsize::new(0),
             guard_hi: AtomicUsize::new(0),
@@ -691,6 +696,9 @@ fn adopt() -> Arc<Inner> {
 pub(crate) fn exit_protocol(inner: &Inner) {
     // No signal may reach this tid once the thread is gone (it could be reused).
     inner.ctl.mark_exited();
+    inner
+        .finished_ns
+        .store(crate::time::now_ns().max(1), Ordering::Relaxed);
     if inner.done.swap(FINISHED, Ordering::Release) & DONE_WAITERS != 0 {
         futex::wake(&inner.done, i32::MAX);
     }

@@ -132,8 +132,14 @@ pub fn is_timeout(err: &io::Error) -> bool {
 }
 
 /// Whether an [`io::Error`] is `ECANCELED`, the error every blocking system call of a
-/// [sealed](crate::Thread::seal) thread fails with: std's calls (`read_line`, `accept`...) and
-/// killable's I/O alike.
+/// [sealed](crate::Thread::seal) thread fails with that is not killable's: std's calls
+/// (`read_line`, `accept`...) and the C library's.
+///
+/// killable's own calls report the seal as the interrupt it also is (a seal sets the thread's
+/// interrupt, and killable's calls look at the interrupt before the system call): a killable
+/// read broken by a seal fails with an error that [`is_interrupt`] recognises, and this is
+/// false for it. Only after [`clear_interrupt`](crate::clear_interrupt) does killable's I/O reach
+/// the seal's filter and fail with `ECANCELED`.
 ///
 /// The error is the kernel's own (`raw_os_error() == Some(libc::ECANCELED)`, kind
 /// `Uncategorized` in std's eyes), so nothing marks it as the seal's: another source of
@@ -142,7 +148,7 @@ pub fn is_timeout(err: &io::Error) -> bool {
 /// [`current()`](crate::current) (or the thread's handle) tells whether it was sealed.
 /// killable's own waits on a sealed thread ([`sleep`](crate::sleep), [`park`](crate::park),
 /// [`Condvar`](crate::sync::Condvar), [`JoinHandle::wait`](crate::JoinHandle::wait)) fail with
-/// [`Interrupted`] instead, which [`is_interrupt`] recognises.
+/// [`Interrupted`] even then.
 ///
 /// # Examples
 ///
@@ -161,7 +167,9 @@ pub fn is_sealed(err: &io::Error) -> bool {
 }
 
 /// Whether an [`io::Error`] is killable's [`Killed`]: a [`kill_region`](crate::kill_region) was
-/// abandoned (or not entered because a stop was pending), converted with `?` or `into()`.
+/// abandoned (or not entered because a stop was pending: an interrupt, a kill, or a passed
+/// [`timeout`](crate::timeout), for which [`is_timeout`] is false), converted with `?` or
+/// `into()`.
 ///
 /// # Examples
 ///

@@ -6,13 +6,24 @@
 //! what is left of the grace, the last waits to the end: by default interrupt (to ½), kill (to
 //! ¾), seal (to the end), as before.
 //!
-//! The kill's wait is skipped when no thread still running is inside a kill region: outside a
-//! region a kill is only an interrupt, which they already have. The kill is still *requested*
-//! (it costs one signal), and that is what makes the skip race-free: a thread that enters a
-//! region after we looked finds the `KILL` bit set (the region's entry re-checks it after
-//! publishing the region) and returns `Err(Killed)` without running it, so no region can start
-//! in the gap and escape the kill. If the kill is the last level chosen, it waits to the end
-//! anyway (it is then the stop's only remaining chance).
+//! The kill's wait is skipped only when it can change nothing: the interrupt level ran (so the
+//! kill is not the thread's first stop request), and every thread still running still has that
+//! interrupt pending (it did not clear it to carry on, so the kill's interrupt is not a new
+//! request), sits blocked in the kernel (its `/proc` state is not `R`: the interrupt's signal
+//! has reached it, and it went back to sleep, in a call that retries `EINTR`, which only the
+//! seal reaches), and is in no kill region. A thread that computes in Rust (state `R`) may yet
+//! reach a killable call or a region, where the kill alone would stop it; one that cleared its
+//! interrupt stops on a second request: both get the kill's wait, and are not sealed while the
+//! kill is still doing its work. The kill is requested either way (it costs one signal): a
+//! thread that enters a region after the look finds the `KILL` bit set (the region's entry
+//! re-checks it after publishing the region) and returns `Err(Killed)` without running it, so
+//! no region can start in the gap and escape the kill. If the kill is the last level chosen, it
+//! waits to the end anyway (it is then the stop's only remaining chance).
+//!
+//! A thread's [`StopOutcome::elapsed`] is its own finishing time (`Inner::finished_ns`, stamped
+//! by the thread as it ends), not the moment the escalation got round to looking at it: the
+//! waits go one thread after another, and a thread stopped at once must not be reported as
+//! having taken as long as the slowest one before it.
 //!
 //! A thread that still runs at the end is reported with a [`Diagnosis`] read from `/proc`.
 
@@ -53,9 +64,12 @@ pub enum StopLevel {
 /// uses). A builder in the manner of [`std::fs::OpenOptions`].
 ///
 /// Each chosen level but the last waits up to half of what is left of the grace, the last to
-/// the end. The kill's wait is skipped when the thread is in no
-/// [`kill_region`](crate::kill_region) (the kill is still requested, so a region it enters
-/// later is not run).
+/// the end. The kill's wait is skipped only when it can change nothing: after the interrupt
+/// level, for a thread that still has that interrupt, is blocked in the kernel (a call that
+/// retries `EINTR`, like std's `accept`) and is in no [`kill_region`](crate::kill_region). The
+/// kill is still requested, so a region it enters later is not run. A thread that cleared its
+/// interrupt, still computes, or never had the interrupt (`interrupt(false)`) is given the
+/// kill's wait: the kill's interrupt may be what stops it.
 ///
 /// * Leave out the seal for a thread that must be able to go on blocking afterwards (a sealed
 ///   thread cannot be unsealed), or whose `ECANCELED` errors would be mistaken for real ones.
@@ -284,6 +298,35 @@ fn finished(t: &Thread) -> bool {
     t.inner.done_state() != RUNNING
 }
 
+/// The time from the escalation's start (`start`, and the same moment as `start_ns`) to the
+/// moment the finished thread `t` ended, by its own stamp; never more than now.
+fn finished_after(t: &Thread, start: Instant, start_ns: u64) -> Duration {
+    let now = start.elapsed();
+    match t
+        .inner
+        .finished_ns
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        0 => now, // ended without a stamp (its `pthread_create` failed, or lost in a fork)
+        at => Duration::from_nanos(at.saturating_sub(start_ns)).min(now),
+    }
+}
+
+/// Whether a kill, requested after the interrupt level, can change nothing for `inner` (see
+/// the module's docs): it still has the interrupt, is in no kill region, and is blocked in the
+/// kernel. A thread that has ended changes nothing either; one whose `/proc` entry cannot be
+/// read is given the kill's wait.
+fn kill_changes_nothing(inner: &crate::control::Inner) -> bool {
+    if crate::kill::in_kill_region(inner) || !inner.ctl.is_interrupted() {
+        return false;
+    }
+    match diagnose_live(inner) {
+        None => true,
+        Some(Ok(d)) => d.state() != 'R' && !crate::kill::in_kill_region(inner),
+        Some(Err(_)) => false,
+    }
+}
+
 /// Escalates on all `threads` at once within `grace`, with every level; one outcome per thread,
 /// in order.
 pub(crate) fn escalate(threads: &[Thread], grace: Duration) -> Vec<StopOutcome> {
@@ -296,7 +339,16 @@ pub(crate) fn escalate_with(
     grace: Duration,
     options: StopOptions,
 ) -> Vec<StopOutcome> {
+    let levels: Vec<StopLevel> = [StopLevel::Interrupt, StopLevel::Kill, StopLevel::Seal]
+        .into_iter()
+        .filter(|&l| options.uses(l))
+        .collect();
+    assert!(
+        !levels.is_empty(),
+        "killable: StopOptions chose no level of stopping"
+    );
     let start = Instant::now();
+    let start_ns = crate::time::now_ns();
     let end = start.checked_add(grace);
     let mut out: Vec<StopOutcome> = threads
         .iter()
@@ -309,14 +361,6 @@ pub(crate) fn escalate_with(
         })
         .collect();
 
-    let levels: Vec<StopLevel> = [StopLevel::Interrupt, StopLevel::Kill, StopLevel::Seal]
-        .into_iter()
-        .filter(|&l| options.uses(l))
-        .collect();
-    assert!(
-        !levels.is_empty(),
-        "killable: StopOptions chose no level of stopping"
-    );
     for (k, &level) in levels.iter().enumerate() {
         let pending: Vec<usize> = (0..out.len()).filter(|&i| out[i].level.is_none()).collect();
         if pending.is_empty() {
@@ -326,9 +370,10 @@ pub(crate) fn escalate_with(
         // Looked at before the kill is requested; see the module's docs for why a region
         // entered after this look cannot escape.
         let kill_applies = level != StopLevel::Kill
+            || !options.uses(StopLevel::Interrupt)
             || pending
                 .iter()
-                .any(|&i| crate::kill::in_kill_region(&out[i].thread.inner));
+                .any(|&i| !kill_changes_nothing(&out[i].thread.inner));
         let now = Instant::now();
         let until = if last {
             end
@@ -364,16 +409,17 @@ pub(crate) fn escalate_with(
         }
         let deadline = until.map(monotonic_timespec);
         for &i in &pending {
-            if out[i].thread.inner.wait_done(deadline.as_ref()) {
+            if out[i].level.is_none() && out[i].thread.inner.wait_done(deadline.as_ref()) {
                 out[i].level = Some(level);
-                out[i].elapsed = start.elapsed();
+                out[i].elapsed = finished_after(&out[i].thread, start, start_ns);
             }
         }
-        // Threads that finished while we waited for earlier ones.
+        // Threads that finished while we waited for earlier ones (stamped with their own
+        // finishing time, not this look's).
         for &i in &pending {
             if out[i].level.is_none() && finished(&out[i].thread) {
                 out[i].level = Some(level);
-                out[i].elapsed = start.elapsed();
+                out[i].elapsed = finished_after(&out[i].thread, start, start_ns);
             }
         }
     }
@@ -387,6 +433,7 @@ pub(crate) fn escalate_with(
                 let soon = monotonic_timespec(Instant::now() + Duration::from_millis(100));
                 if o.thread.inner.wait_done(Some(&soon)) {
                     o.level = levels.last().copied();
+                    o.elapsed = finished_after(&o.thread, start, start_ns);
                 }
             }
         }

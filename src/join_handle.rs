@@ -316,9 +316,12 @@ impl<T> JoinHandle<T> {
     /// [`kill_region`](crate::kill_region)), then [seal](crate::Thread::seal); returns its result
     /// with the level that stopped it and the time it took ([`Stopped`]).
     ///
-    /// The interrupt is given half of `grace`. The kill is given half of the rest, but only if
-    /// the thread is inside a kill region: otherwise a kill is just another interrupt, so it is
-    /// requested (a region entered later is then not run) and the seal follows at once. The
+    /// The interrupt is given half of `grace`. The kill is given half of the rest, unless it
+    /// can change nothing: a thread outside any kill region that still has the interrupt and
+    /// sits blocked in the kernel (in a call that retries `EINTR`) is not helped by a second
+    /// interrupt, so the kill is requested (a region entered later is then not run) and the
+    /// seal follows at once. A thread that cleared the interrupt to stop on a second request,
+    /// or is still computing, is given the kill's wait (see [`StopOptions`]). The
     /// seal is given the rest. So a thread in std's `accept`, which only the seal reaches, stops
     /// after about half the grace. [`stop_with`](JoinHandle::stop_with) chooses the levels (to
     /// go straight to the seal, or never seal).
@@ -354,7 +357,9 @@ impl<T> JoinHandle<T> {
     ///
     /// # Panics
     ///
-    /// If `options` chooses no level at all.
+    /// If `options` chooses no level at all. The check comes first, before the thread is
+    /// touched; the handle, moved into the call, is dropped by the panic (which detaches the
+    /// thread, as dropping any handle does).
     ///
     /// # Examples
     ///
@@ -370,6 +375,13 @@ impl<T> JoinHandle<T> {
     /// assert!(stopped.into_result().unwrap().is_err());
     /// ```
     pub fn stop_with(self, grace: Duration, options: StopOptions) -> Result<Stopped<T>, Stuck<T>> {
+        // The last level chosen: what a `Stuck` reports as tried last.
+        let Some(last) = [StopLevel::Seal, StopLevel::Kill, StopLevel::Interrupt]
+            .into_iter()
+            .find(|&l| options.uses(l))
+        else {
+            panic!("killable: StopOptions chose no level of stopping");
+        };
         let mut outcome = escalate_with(std::slice::from_ref(self.thread()), grace, options);
         let outcome = outcome.pop().expect("one outcome per thread");
         match outcome.level() {
@@ -380,6 +392,7 @@ impl<T> JoinHandle<T> {
             }),
             None => Err(Stuck {
                 handle: self,
+                last,
                 outcome: Box::new(outcome),
             }),
         }
@@ -491,6 +504,7 @@ impl<T> fmt::Debug for Stopped<T> {
 /// ```
 pub struct Stuck<T> {
     handle: JoinHandle<T>,
+    last: StopLevel,
     outcome: Box<StopOutcome>,
 }
 
@@ -533,11 +547,54 @@ impl<T> Stuck<T> {
     pub fn diagnosis(&self) -> Option<&Diagnosis> {
         self.outcome.diagnosis()
     }
+
+    /// The last level that was tried, in vain: the last one the [`StopOptions`] chose
+    /// ([`StopLevel::Seal`] for [`stop`](JoinHandle::stop)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// let lock = Arc::new(Mutex::new(()));
+    /// let held = lock.lock().unwrap();
+    /// let l = lock.clone();
+    /// let h = killable::spawn(move || drop(l.lock()));
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// let stuck = h.stop(std::time::Duration::from_millis(100)).unwrap_err();
+    /// assert_eq!(stuck.level(), killable::StopLevel::Seal);
+    /// drop(held);
+    /// stuck.into_handle().join().unwrap();
+    /// ```
+    pub fn level(&self) -> StopLevel {
+        self.last
+    }
+
+    /// From the start of the stop to the deadline, when the thread was found still running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let lock = Arc::new(Mutex::new(()));
+    /// let held = lock.lock().unwrap();
+    /// let l = lock.clone();
+    /// let h = killable::spawn(move || drop(l.lock()));
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// let stuck = h.stop(Duration::from_millis(100)).unwrap_err();
+    /// assert!(stuck.elapsed() >= Duration::from_millis(100));
+    /// drop(held);
+    /// stuck.into_handle().join().unwrap();
+    /// ```
+    pub fn elapsed(&self) -> Duration {
+        self.outcome.elapsed()
+    }
 }
 
 impl<T> fmt::Debug for Stuck<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stuck")
+            .field("level", &self.last)
             .field("outcome", &self.outcome)
             .finish_non_exhaustive()
     }

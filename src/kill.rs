@@ -54,7 +54,9 @@ unsafe extern "C" {
 ///
 /// Returns `Ok(())` when `f` returns. If the thread already has a stop pending (an interrupt, a
 /// kill or a passed [`timeout`](crate::timeout)), `f` is not called and the result is
-/// `Err(Killed)`. Under [`defer_interrupts`](crate::defer_interrupts) a kill waits: the region
+/// `Err(Killed)` (for a passed timeout too: [`is_killed`](crate::is_killed) is then true and
+/// [`is_timeout`](crate::is_timeout) false; `killable::check().is_err_and(|e| e.is_timeout())` right after
+/// tells it apart). Under [`defer_interrupts`](crate::defer_interrupts) a kill waits: the region
 /// runs to its end. The signal mask is restored after an abandon.
 ///
 /// Regions nest when foreign code enters one with the C function `killable_region_nested`

@@ -48,10 +48,10 @@
 //!
 //! | what stopped the call | the error | in an `io::Error` | recognise it with |
 //! |---|---|---|---|
-//! | an **interrupt**: [`Thread::interrupt`], a kill outside a kill region, [`JoinHandle::stop`], [`shutdown`]; also a seal, for killable's own waits ([`sleep`], [`park`], [`sync::Condvar`], [`JoinHandle::wait`]) | [`Interrupted`] | kind `Other` | [`is_interrupt`] |
+//! | an **interrupt**: [`Thread::interrupt`], a kill outside a kill region, [`JoinHandle::stop`], [`shutdown`]; also a seal, for every killable call (its I/O and its waits: [`sleep`], [`park`], [`sync::Condvar`], [`JoinHandle::wait`]), since a seal is also an interrupt and killable's calls look at the interrupt first | [`Interrupted`] | kind `Other` | [`is_interrupt`] |
 //! | a **timeout**: the [`timeout`] around the call passed | [`Interrupted`] whose [`is_timeout`](Interrupted::is_timeout) is true | kind `TimedOut` | [`is_timeout`] (and [`is_interrupt`] is false) |
-//! | a **seal**: [`Thread::seal`], or the last level of a stop; every blocking system call of the thread, std's and killable's I/O | the kernel's `ECANCELED` | `raw_os_error() == Some(ECANCELED)` (kind `Uncategorized`) | [`is_sealed`] |
-//! | a **kill**: [`Thread::kill`] abandoned a [`kill_region`] | [`Killed`] | kind `Other` | [`is_killed`] |
+//! | a **seal**: [`Thread::seal`], or the last level of a stop; every blocking system call of the thread that is not killable's: std's (`accept`, `read_line`, `thread::sleep`...) and the C library's; killable's I/O too once the thread has [cleared](clear_interrupt) the seal's interrupt | the kernel's `ECANCELED` | `raw_os_error() == Some(ECANCELED)` (kind `Uncategorized`) | [`is_sealed`] |
+//! | a **kill**: [`Thread::kill`] abandoned a [`kill_region`]; or the region was not run at all, because a stop was already pending when it was entered (an interrupt, a kill, or a passed [`timeout`]: [`is_timeout`] is then false) | [`Killed`] | kind `Other` | [`is_killed`] |
 //!
 //! ```
 //! use std::time::Duration;
@@ -77,7 +77,8 @@
 //!   frame is ever jumped over.
 //!
 //! [`JoinHandle::stop`] escalates through the three levels within a grace period (skipping the
-//! kill's wait when the thread is in no kill region; [`JoinHandle::stop_with`] and
+//! kill's wait when it can change nothing: a thread still interrupted, blocked in the kernel and
+//! in no kill region; [`JoinHandle::stop_with`] and
 //! [`StopOptions`] choose the levels), reports which level stopped it and when ([`Stopped`]),
 //! and, if the thread still runs, hands back a [`Diagnosis`] read from `/proc`; [`shutdown`] does the same
 //! for every worker at once, and [`shutdown_on_signals`] runs it on Ctrl-C.

@@ -281,9 +281,10 @@ impl Condvar {
     ///
     /// # Panics
     ///
-    /// If `mutex` is not locked (so `guard` cannot be its guard). The check cannot catch a
-    /// guard of another mutex while some other thread holds `mutex`: that is a logic error
-    /// (the wait then unlocks the guard's mutex and locks `mutex`), never undefined behaviour.
+    /// If `guard` is not a guard of `mutex`. The check is exact (the guarded value must lie
+    /// inside `mutex`) and panics before anything is unlocked, leaving `mutex` unpoisoned (the
+    /// guard given is dropped by the unwinding, poisoning its own mutex as any panic under a
+    /// guard does).
     ///
     /// # Examples
     ///
@@ -356,12 +357,12 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Option<&libc::timespec>,
     ) -> Result<LockResult<(MutexGuard<'a, T>, bool)>, Interrupted> {
-        // A guard of `mutex` means `mutex` is locked; if we can lock it, the guard is another's.
-        match mutex.try_lock() {
-            Err(TryLockError::WouldBlock) => {}
-            Ok(_) | Err(TryLockError::Poisoned(_)) => {
-                panic!("killable: Condvar::wait was given a guard that is not of the mutex")
-            }
+        // Stable Rust cannot get the mutex back from a guard, but it can check the guard's: the
+        // value a guard derefs to lies inside its `Mutex<T>`. `<=` at the top end, for a
+        // zero-sized `T` at the very end of the object. No lock is taken, so the panic poisons
+        // nothing but the guard's own mutex.
+        if !guard_is_of(mutex, &guard) {
+            panic!("killable: Condvar::wait was given a guard that is not of the mutex")
         }
         // Read under the lock: a notifier changes the state under the lock and bumps `seq`
         // after, so either the waiter's caller saw the change or the futex sees the new `seq`.
@@ -451,22 +452,36 @@ impl Condvar {
     where
         F: FnMut(&mut T) -> bool,
     {
-        let mut guard = match mutex.lock() {
-            Ok(g) => g,
-            Err(p) => return Ok(Err(PoisonError::new((p.into_inner(), false)))),
+        // As std: a poisoned mutex does not end the wait. The loop runs on the guard inside the
+        // poison error, and the poison is reported with the result, so that `timed_out` keeps
+        // its meaning (the condition still held at the deadline) whatever the poisoning.
+        let (mut guard, mut poisoned) = match mutex.lock() {
+            Ok(g) => (g, false),
+            Err(p) => (p.into_inner(), true),
+        };
+        let done = |g, timed_out, poisoned: bool| {
+            Ok(if poisoned {
+                Err(PoisonError::new((g, timed_out)))
+            } else {
+                Ok((g, timed_out))
+            })
         };
         loop {
             if !condition(&mut guard) {
-                return Ok(Ok((guard, false)));
+                return done(guard, false, poisoned);
             }
-            match self.wait_once(mutex, guard, deadline.as_ref())? {
-                Ok((g, false)) => guard = g,
-                Ok((mut g, true)) => {
-                    let still = condition(&mut g);
-                    return Ok(Ok((g, still)));
+            let (mut g, timed_out) = match self.wait_once(mutex, guard, deadline.as_ref())? {
+                Ok(r) => r,
+                Err(p) => {
+                    poisoned = true;
+                    p.into_inner()
                 }
-                Err(p) => return Ok(Err(p)),
+            };
+            if timed_out {
+                let still = condition(&mut g);
+                return done(g, still, poisoned);
             }
+            guard = g;
         }
     }
 
@@ -500,6 +515,21 @@ impl Condvar {
         self.seq.fetch_add(1, Ordering::Release);
         futex::wake(&self.seq, i32::MAX);
     }
+}
+
+/// Whether `guard` guards `mutex`: the value it derefs to lies inside the `Mutex<T>` object.
+/// Exact for every `T` with a size (distinct live objects do not overlap). A zero-sized `T` may
+/// sit at the object's very end (hence the closed upper bound), where it could also be the
+/// start of a mutex right behind: for those, `mutex` must also be locked (a probe with
+/// `try_lock`, whose guard, if it got one, is dropped before anything can panic).
+fn guard_is_of<T>(mutex: &Mutex<T>, guard: &MutexGuard<'_, T>) -> bool {
+    let data = &**guard as *const T as usize;
+    let start = mutex as *const Mutex<T> as usize;
+    let inside = start <= data && data <= start + std::mem::size_of::<Mutex<T>>();
+    if !inside || std::mem::size_of::<T>() != 0 {
+        return inside;
+    }
+    matches!(mutex.try_lock(), Err(TryLockError::WouldBlock))
 }
 
 pub(crate) fn wait(this: &Inner) -> Result<(), Interrupted> {
@@ -564,6 +594,9 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
 ///
 /// Inside [`timeout`](crate::timeout) it is "wait at most this long, then kill".
 ///
+/// A child that had exited by the time the wait was broken is not killed: its status is
+/// returned (`Ok`), and the thread's interrupt stays pending for its next killable call.
+///
 /// # Errors
 ///
 /// The interrupt, timeout or seal error that ended the wait (the child is then killed and
@@ -583,8 +616,19 @@ pub fn wait_child(child: &mut Child) -> io::Result<ExitStatus> {
 /// ```
 #[doc(alias = "waitid")]
 pub fn wait_child_or_kill(child: &mut Child) -> io::Result<ExitStatus> {
-    match wait_child(child) {
+    let r = wait_child(child);
+    status_or_kill(child, r)
+}
+
+/// What [`wait_child_or_kill`] makes of `wait_child`'s result `r`.
+fn status_or_kill(child: &mut Child, r: io::Result<ExitStatus>) -> io::Result<ExitStatus> {
+    match r {
         Err(e) if crate::errors::is_stop(&e) || crate::errors::is_sealed(&e) => {
+            // It may have exited just as the stop landed: its status is then the answer, not
+            // lost to the reaping below (`WNOHANG` works on a sealed thread too).
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(status);
+            }
             kill_and_reap(child);
             Err(e)
         }
@@ -592,23 +636,57 @@ pub fn wait_child_or_kill(child: &mut Child) -> io::Result<ExitStatus> {
     }
 }
 
-/// Kills `child` and reaps it, on a sealed thread too (where a blocking `waitpid` fails with
-/// `ECANCELED` and only `WNOHANG` works).
+/// Kills `child` and reaps it, on a sealed thread too.
+///
+/// It never blocks in `waitpid`: a sealed thread's blocking `waitpid` fails with `ECANCELED`
+/// (only `WNOHANG` works), and an interrupted thread's would be a wait nothing can break. It
+/// polls with `WNOHANG` instead, sleeping between polls in a plain `futex` wait with a timeout
+/// (which the seal leaves working), from 50 µs doubling to 10 ms: `SIGKILL` makes a child a
+/// zombie within microseconds, unless it is stuck in an uninterruptible kernel wait.
 fn kill_and_reap(child: &mut Child) {
     // An error means it has already exited (or was reaped): reaping below settles it.
     let _ = child.kill();
-    match child.wait() {
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-            // Sealed: poll with WNOHANG until the kernel has made it a zombie, which SIGKILL
-            // does promptly.
-            while let Ok(None) = child.try_wait() {
-                std::thread::yield_now();
-            }
-        }
-        _ => {}
+    let word = AtomicU32::new(0);
+    let mut pause = Duration::from_micros(50);
+    while let Ok(None) = child.try_wait() {
+        let until = abs_deadline(Some(pause));
+        // Nobody wakes `word`: this only sleeps until `until`.
+        let _ = futex::wait(&word, 0, until.as_ref());
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
 fn wait_until(this: &Inner, deadline: Option<&libc::timespec>) -> Result<bool, Interrupted> {
     this.wait_done_with(|word, expected| futex_wait(word, expected, deadline))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that exited just as the stop landed keeps its exit status: it is returned, not
+    /// lost to the kill-and-reap. (Deterministic here: the stop error is handed in directly, for
+    /// a child known to have exited, which is the state the race leaves behind.)
+    #[test]
+    fn regression_wait_child_or_kill_keeps_the_status_of_a_child_that_exited() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .unwrap();
+        // Wait until it has exited, leaving it un-reaped (as `wait_child`'s waitid does).
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: `info` is writable for a siginfo_t; the pid is our own child's.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                child.id(),
+                info.as_mut_ptr(),
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(r, 0);
+        let stop: io::Error = Interrupted::interrupt().into();
+        let status = status_or_kill(&mut child, Err(stop)).expect("the exit status was lost");
+        assert_eq!(status.code(), Some(3));
+    }
 }

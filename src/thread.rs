@@ -313,8 +313,9 @@ impl Thread {
     /// is lost: the call never ran, and the bytes stay for another reader. i386 (`int $0x80`)
     /// and x32 system calls all fail with `ECANCELED`.
     ///
-    /// killable's own waits fail on a sealed thread even after
-    /// [`clear_interrupt`](crate::clear_interrupt): its I/O with `ECANCELED`, and
+    /// killable's own calls report the seal as the interrupt it also is
+    /// ([`is_interrupt`](crate::is_interrupt), not [`is_sealed`](crate::is_sealed)), and still
+    /// fail after [`clear_interrupt`](crate::clear_interrupt): its I/O with `ECANCELED`, and
     /// [`sleep`](crate::sleep), [`park`](crate::park), [`Condvar`](crate::sync::Condvar) and
     /// [`JoinHandle::wait`](crate::JoinHandle::wait) with [`Interrupted`](crate::Interrupted), since the seal is an
     /// interrupt that cannot be cleared.

@@ -19,8 +19,9 @@
 // keep their raw `libc` arguments. Calls that cannot block (socket, getsockopt) and the socket
 // address conversions use nix's safe wrappers instead of `unsafe` libc.
 
+use std::io;
 use std::ops::Deref;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 mod fd;
 mod poll;
@@ -38,8 +39,9 @@ pub use poll::{Interest, PollFd, poll};
 /// directly, so a type with its own userspace buffer (std's `Stdin`) should not be read both
 /// ways. Listeners gain an interruptible `accept`, `UdpSocket` gains `recv_from`/`send_to`,
 /// [`connect_tcp`](Interruptible::connect_tcp) and [`connect_unix`](Interruptible::connect_unix)
-/// create an interruptible stream, and streams, listeners and UDP sockets have a `try_clone`
-/// that stays wrapped.
+/// create an interruptible stream, and every `T` that is a descriptor owner (`T: AsFd +
+/// From<OwnedFd>`: sockets, `File`, `PipeReader`, `PipeWriter`, `OwnedFd`...) has a
+/// [`try_clone`](Interruptible::try_clone) that stays wrapped.
 ///
 /// `Interruptible<T>` dereferences to `T` ([`Deref`], [`AsRef`]), so `T`'s own methods are at
 /// hand: `stream.peer_addr()`, `listener.local_addr()`, `socket.set_read_timeout(..)`. Those are
@@ -50,7 +52,7 @@ pub use poll::{Interest, PollFd, poll};
 /// wrapper's name.
 ///
 /// An interrupt is reported as an error whose kind is **not**
-/// [`io::ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted), so `read_exact`, `read_line`,
+/// [`io::ErrorKind::Interrupted`], so `read_exact`, `read_line`,
 /// `write_all` and `io::copy` stop instead of retrying.
 ///
 /// # Examples
@@ -162,6 +164,46 @@ impl<T> Interruptible<T> {
     }
 }
 
+impl<T: AsFd + From<OwnedFd>> Interruptible<T> {
+    /// A new handle to the same open file description (`fcntl(F_DUPFD_CLOEXEC)`, as std's
+    /// `try_clone`s do), wrapped too: both are killable. For sockets, files, pipes and any
+    /// `T: AsFd + From<OwnedFd>`; through the deref, `try_clone` would be `T`'s own and return a
+    /// bare `T` whose reads no interrupt breaks.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `fcntl(F_DUPFD_CLOEXEC)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// let (reader, mut writer) = std::io::pipe().unwrap();
+    /// let reader = killable::io::Interruptible::new(reader);
+    /// let clone: killable::io::Interruptible<std::io::PipeReader> = reader.try_clone().unwrap();
+    /// let h = killable::spawn(move || { let mut clone = clone; clone.read(&mut [0u8; 8]) });
+    /// std::thread::sleep(std::time::Duration::from_millis(20));
+    /// h.interrupt(); // the clone is killable too
+    /// assert!(killable::is_interrupt(&h.join().unwrap().unwrap_err()));
+    /// writer.write_all(b"x").unwrap();
+    /// assert_eq!((&reader).read(&mut [0u8; 8]).unwrap(), 1); // the original still works
+    /// ```
+    ///
+    /// A listener:
+    ///
+    /// ```
+    /// let listener = killable::io::Interruptible::new(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    /// let other: killable::io::Interruptible<std::net::TcpListener> = listener.try_clone().unwrap();
+    /// assert_eq!(other.local_addr().unwrap(), listener.local_addr().unwrap());
+    /// ```
+    pub fn try_clone(&self) -> io::Result<Interruptible<T>> {
+        self.inner
+            .as_fd()
+            .try_clone_to_owned()
+            .map(|fd| Interruptible::new(T::from(fd)))
+    }
+}
+
 impl<T: AsFd> AsFd for Interruptible<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.inner.as_fd()
@@ -176,6 +218,12 @@ impl<T: AsFd> AsRawFd for Interruptible<T> {
 
 /// `T`'s own methods through the wrapper: `stream.peer_addr()`. They are not killable (see the
 /// type's docs).
+///
+/// One name is shadowed on purpose: `wrapped.try_clone()` is
+/// [`Interruptible::try_clone`], which returns a wrapped, killable clone, for every descriptor
+/// owner (`T: AsFd + From<OwnedFd>`). A `T` with its own `try_clone` that is not one would reach
+/// `T::try_clone` through this deref and get a bare, non-killable `T`: wrap the clone again
+/// (`Interruptible::new(wrapped.get_ref().try_clone()?)`).
 ///
 /// # Examples
 ///

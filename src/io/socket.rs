@@ -315,40 +315,6 @@ impl Interruptible<UnixStream> {
     }
 }
 
-// ---- try_clone -----------------------------------------------------------------------------
-
-macro_rules! try_clone_impls {
-    ($($ty:ident: $example:literal;)*) => {$(
-        impl Interruptible<$ty> {
-            #[doc = concat!("A new handle to the same socket, wrapped too, like [`", stringify!($ty), "::try_clone`]: both are killable.")]
-            ///
-            /// (Through the deref, `try_clone` would be std's and return the bare socket; this one
-            /// keeps the wrapper.)
-            ///
-            /// # Errors
-            ///
-            /// The OS error of `fcntl(F_DUPFD_CLOEXEC)`.
-            ///
-            /// # Examples
-            ///
-            /// ```
-            #[doc = $example]
-            /// ```
-            pub fn try_clone(&self) -> io::Result<Interruptible<$ty>> {
-                self.inner.try_clone().map(Interruptible::new)
-            }
-        }
-    )*};
-}
-
-try_clone_impls! {
-    TcpStream: "use std::io::{Read, Write};\nlet listener = std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap();\nlet mut writer = killable::io::Interruptible::connect_tcp(listener.local_addr().unwrap()).unwrap();\nlet reader = writer.try_clone().unwrap();\nlet h = killable::spawn(move || { let mut reader = reader; reader.read(&mut [0u8; 8]) });\nlet (_peer, _) = listener.accept().unwrap();\nstd::thread::sleep(std::time::Duration::from_millis(20));\nh.interrupt(); // the clone is killable too\nassert!(killable::is_interrupt(&h.join().unwrap().unwrap_err()));\nwriter.write_all(b\"still usable\").unwrap();";
-    UnixStream: "use std::io::{Read, Write};\nlet (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();\nlet a = killable::io::Interruptible::new(a);\nlet mut a2 = a.try_clone().unwrap();\nb.write_all(b\"x\").unwrap();\nlet mut buf = [0u8; 1];\nassert_eq!(a2.read(&mut buf).unwrap(), 1);\ndrop(a);";
-    TcpListener: "let listener = killable::io::Interruptible::new(std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap());\nlet other: killable::io::Interruptible<std::net::TcpListener> = listener.try_clone().unwrap();\nassert_eq!(other.local_addr().unwrap(), listener.local_addr().unwrap());";
-    UnixListener: "let path = std::env::temp_dir().join(format!(\"killable-doc-tc-{}.sock\", std::process::id()));\nlet _ = std::fs::remove_file(&path);\nlet listener = killable::io::Interruptible::new(std::os::unix::net::UnixListener::bind(&path).unwrap());\nlet _other = listener.try_clone().unwrap();\nstd::fs::remove_file(&path).unwrap();";
-    UdpSocket: "let socket = killable::io::Interruptible::new(std::net::UdpSocket::bind(\"127.0.0.1:0\").unwrap());\nlet other = socket.try_clone().unwrap();\nassert_eq!(other.local_addr().unwrap(), socket.local_addr().unwrap());";
-}
-
 // ---- datagrams -----------------------------------------------------------------------------
 
 impl Interruptible<UdpSocket> {
