@@ -7,48 +7,87 @@
 //!
 //! One mutex guards the queue and the counts: `threads` (workers counted against
 //! `max_threads`), `idle` (workers waiting for work, or about to), `notified` (wake-ups handed to
-//! idle workers and not yet taken). A spawn queues its job; if a worker is idle it takes one
-//! idle worker (`idle -= 1; notified += 1`) and signals the condition variable, else it creates a
-//! worker if `threads < max_threads`, else the job waits in the queue. A waiting worker leaves
-//! only by taking a `notified` (then it drains the queue), at shutdown, or when `keep_alive`
-//! passes with nothing for it (it retires). Counting wake-ups, rather than trusting the
-//! condition variable, makes spurious wake-ups harmless and never lets two spawns count on the
-//! same idle worker. Workers are created with the pool mutex released. An idle worker spins for
-//! 50 µs before it sleeps, counted in `spinning`: a spawn meanwhile hands it the job through
-//! `notified` (and the `wake_hint` flag it watches) without a futex wake, as long as there are at
-//! least as many spinners as wake-ups handed out; a spinner that gives up takes the pool mutex
-//! and looks at `notified` before it sleeps, so no wake-up is lost.
+//! idle workers and not yet taken). A spawn queues its job and dispatches: if a worker is idle it
+//! takes one idle worker (`idle -= 1; notified += 1`) and signals the condition variable, else it
+//! creates a worker if `threads < max_threads`, else the job waits in the queue. A waiting worker
+//! leaves only by taking a `notified` (then it drains the queue), at shutdown, when `keep_alive`
+//! passes with nothing for it, or when its thread was interrupted or sealed (below). Counting
+//! wake-ups, rather than trusting the condition variable, makes spurious wake-ups harmless and
+//! never lets two spawns count on the same idle worker. Workers are created with the pool mutex
+//! released. An idle worker spins for 50 µs before it sleeps, counted in `spinning`: a spawn
+//! meanwhile hands it the job through `notified` (and the `wake_hint` flag it watches) without a
+//! futex wake, as long as there are at least as many spinners as wake-ups handed out; a spinner
+//! that gives up takes the pool mutex and looks at `notified` before it sleeps, so no wake-up is
+//! lost. A `keep_alive` too long for `Instant` arithmetic (`Duration::MAX`) means no deadline.
+//!
+//! ## Interrupts and seals from outside the pool
+//!
+//! A pool thread is a killable thread like any other: `shutdown` interrupts, kills and seals it
+//! (pool threads are not daemons: a shutdown stops the jobs they run), and a `Thread` from
+//! `BlockingTask::thread` reaches it. Such a thread is `unfit`: its interrupt bit is set between
+//! jobs (an abort's bit never is: see the slot), or it is sealed. An unfit worker is never handed
+//! a job; it leaves the pool instead: the idle wait is killable's own condition variable, so an
+//! interrupt or a seal wakes an idle worker, which uncounts itself and, if it had taken a
+//! wake-up, dispatches again (to another idle worker or a new one). A worker that finds itself
+//! unfit after a job, or just before one (the job goes back to the queue's head), leaves the
+//! same way; one whose job ends with the interrupt bit set by no abort (`signalled` false) too.
+//! So `shutdown` stops an idle pool thread at its interrupt, a busy one when its job ends, and
+//! the pool creates new threads at the next spawn.
+//!
+//! ## Seals: who creates threads
+//!
+//! A thread inherits its creator's seccomp filter. killable marks a thread created by a thread it
+//! knows is sealed (`seal::inherit`), but not one created by a thread it does not know, such as
+//! a std thread created by a sealed thread. So every thread the pool creates is a killable
+//! thread, and none is created from a sealed context: each `Core` has a manager (a killable
+//! daemon thread, `killable-watch`), started by the first worker creation and alive while the
+//! pool has workers or stuck jobs to watch. A worker is created by the thread that needs it only
+//! if the kernel says that thread has no seccomp filter at all (`prctl(PR_GET_SECCOMP)`); from
+//! a filtered thread (sealed, or under a container's filter) the creation is handed to the
+//! manager (`create += 1`). A thread killable knows is sealed never creates one itself: if no
+//! manager runs (the pool has no worker), the job fails with an error saying why. The escalation
+//! threads (`killable-stop`) are the manager's, so they are unsealed killable daemons too.
 //!
 //! ## Job isolation: the slot
 //!
 //! A worker runs one job after another, and an `abort()` of one job must never interrupt the
 //! next one on the same thread, even an abort that arrives just as its job ends. Each worker has
 //! a `Slot` under a small mutex: the id of the job it runs (0 between jobs), how many aborts
-//! are in flight, whether one sent a signal, and whether the worker was retired.
+//! are in flight, whether the interrupt bit is the job's own (`signalled`: an abort sent it, or
+//! the job started aborted), and whether the worker was retired.
 //!
 //! * `abort()` marks its task aborted, and if the task says which worker runs it (and with which
 //!   id), takes that worker's slot lock: only if the slot still holds the same id does it count
 //!   itself in flight (`aborting += 1`) and, with the lock released (an interrupt callback runs
-//!   user code, which may abort again), interrupt the thread: set the bit, run the callbacks,
-//!   send the signal. Then it takes the lock again, counts itself out and notes that a signal
-//!   may be on its way.
+//!   user code, which may abort again), registers the job with the manager (below), then
+//!   interrupts the thread: set the bit, run the callbacks, send the signal. Then it takes the
+//!   lock again, counts itself out and notes that a signal may be on its way. The callbacks run
+//!   on the aborter, so `abort()` returns only when they have; `Drop` catches a callback's panic
+//!   and drops it (a task dropped during unwinding must not panic again).
+//! * Dropping a task sets `dropped` and `aborted` under one lock, so a job cannot start between
+//!   the two. A job that is dropped and aborted before it starts is not run; a detached one
+//!   (`detached`, set by `detach` through the same `Drop`) runs to its end, aborted or not.
 //! * The worker opens the slot (`job = id`) before it publishes itself in the task, so an abort
 //!   that finds the worker in the task finds the id in the slot until the job is closed. The task
 //!   mutex orders the two: the worker publishes itself and reads `aborted` under it, the abort
 //!   sets `aborted` and reads the worker under it, so exactly one of them sees the other: a job
-//!   aborted before it started begins with its interrupt bit already set.
+//!   aborted before it started begins with its interrupt bit already set (and `signalled`), and
+//!   the worker registers it with the manager as the abort would have.
 //! * When the job's closure returns (or panics), the worker closes the slot (`job = 0`) and, under
 //!   the same lock, waits until no abort is in flight. From then on no abort can reach this thread
 //!   for that job: one that comes later finds another id. One that came earlier has finished its
 //!   `rt_tgsigqueueinfo`, so its signal is already pending on this thread (the kernel queues it
-//!   before the call returns); the worker makes one system call (`pthread_sigmask`, which also
-//!   unblocks the signal if the job had blocked it) and the kernel delivers every pending signal
-//!   on its way back. Only then does it clear the interrupt bit (and a pending kill). So neither
-//!   the bit nor the signal of an old abort survives into the next job. The bit is cleared again
-//!   right before each job, for an interrupt someone sent through a `Thread` obtained from
-//!   `BlockingTask::thread` after its job ended: that path does not go through the slot.
-//!   A signal of that kind still in flight is harmless: killable's calls retry a wake-up whose
-//!   bit is not set.
+//!   before the call returns); the worker makes one system call, `pthread_sigmask(SIG_SETMASK)`
+//!   with the mask the thread had when it joined the pool (killable's signal unblocked), after
+//!   every job: it undoes whatever the job did to the mask (C code that blocked the signal would
+//!   otherwise make every later job on the thread unabortable), and the kernel delivers every
+//!   pending signal on its way back. Only then does it clear the interrupt bit (and a pending
+//!   kill). So neither the bit nor the signal of an old abort survives into the next job. A bit
+//!   that was not the job's own (no abort, `signalled` false) came from outside the pool: the
+//!   worker leaves (above). An interrupt sent through a `Thread` just as a job starts may still
+//!   reach that job: that path does not go through the slot (documented on
+//!   `BlockingTask::thread`). A signal of that kind still in flight is harmless: killable's calls
+//!   retry a wake-up whose bit is not set.
 //! * Interrupt callbacks a job registered run at most once per abort, on the aborter, and the
 //!   job's registration drop waits for them (`control.rs`); they end with the job. A job that
 //!   leaves state behind that the next job would inherit (a leaked `defer_interrupts` guard or
@@ -57,15 +96,33 @@
 //! * The result is published (and the task's waker woken) only after the worker closed and
 //!   cleaned the slot and took the next job or counted itself idle, so a caller that awaits one
 //!   job and then spawns the next finds that worker ready for it: no new thread is created.
+//!   Destructors of jobs' closures and unclaimed results that run on a worker are dropped inside
+//!   `catch_unwind`, their panics' payloads too (in a loop: a payload's destructor may panic);
+//!   should a worker unwind anyway, a guard uncounts it.
 //!
 //! ## Stuck jobs
 //!
-//! An abort that reached a running job also registers it with the pool's watchdog (a thread
-//! that exists only while aborts are pending). If the job still holds the slot when the grace
-//! has passed, the watchdog retires the worker under its slot lock: the worker no longer counts
-//! against `max_threads`, a new worker is created if jobs are waiting, and the stuck worker exits
-//! when its job ends instead of taking another. With `stop_stuck(true)`, the watchdog also
-//! escalates on the thread as `JoinHandle::stop` does (kill, then seal).
+//! Every abort that reaches a running job registers it with the manager *before* it interrupts
+//! (an interrupt callback may never return), and a job that starts aborted is registered when
+//! it starts. If the job still holds the slot when the grace has passed, the manager retires the
+//! worker under its slot lock: the worker no longer counts against `max_threads` (so more than
+//! `max_threads` threads may exist while retired jobs run), a new worker is created if jobs are
+//! waiting, and the stuck worker exits when its job ends instead of taking another. With
+//! `stop_stuck(true)`, the manager also escalates on the thread as `JoinHandle::stop` does (kill,
+//! then seal). A grace too long for `Instant` arithmetic means the job is never retired.
+//!
+//! ## Fork
+//!
+//! `fork()` copies only the calling thread, and with it the pool's memory: its counts, queue and
+//! mutexes, possibly held by a parent thread at that moment. So the pool's state lives in a
+//! `Core` tagged with the fork generation (`control::fork_generation`, incremented in each fork
+//! child), and a pool handle reaches it through an atomic pointer: in a fork child, the first
+//! use finds a core of another generation and swaps in a fresh one, never touching the parent's
+//! (which is leaked: its jobs and destructors belong to the parent). Tasks and workers carry the
+//! generation too: a child's copy of a parent's task aborts nothing and drops nothing of the
+//! job (its `Drop` does not even take the task's lock), and awaiting it resolves at once, with
+//! the result if the job had ended before the fork, else with an `Err` saying the job is the
+//! parent's.
 //!
 //! Lock order: pool, then slot; the task mutex is never held with either.
 
@@ -1441,6 +1498,15 @@ fn worker_main(core: Arc<Core>) {
             },
             Next::Exit => return,
         };
+        if me.unfit() {
+            // Interrupted or sealed from outside the pool since it took the job: the job goes
+            // back to the queue's head for another worker.
+            let mut st = lock(&core.pool);
+            st.queue.push_front(job);
+            core.uncount(&mut st);
+            core.dispatch(st);
+            return;
+        }
         let id = next_id();
         lock(&me.slot).job = id;
         next = Next::Exit;
