@@ -219,6 +219,10 @@ fn global() -> &'static BlockingPool {
 /// is dropped). The task is `Send` and `Sync` when `T` is `Send`, so it can be handed to any
 /// executor. Polling it again after it resolved panics.
 ///
+/// In a `fork` child, a copy of a task created before the fork belongs to the parent: dropping
+/// it aborts nothing, and awaiting it resolves at once, with the job's result if the job had
+/// ended before the fork, else with an `Err` whose payload is a `String` saying so.
+///
 /// # Examples
 ///
 /// ```
@@ -318,10 +322,15 @@ impl<T> BlockingTask<T> {
     /// # });
     /// ```
     pub fn thread(&self) -> Option<Thread> {
+        if self.task.foreign() {
+            // A fork child's copy: its lock may have been held by a parent thread at the fork.
+            return self.task.state.try_lock().ok()?.thread.clone();
+        }
         lock(&self.task.state).thread.clone()
     }
 
-    /// Whether the job has ended (then the task resolves at its next poll).
+    /// Whether the job has ended (then the task resolves at its next poll). In a fork child, a
+    /// copy of a task created before the fork is always finished (see [`BlockingTask`]).
     ///
     /// # Examples
     ///
@@ -335,11 +344,16 @@ impl<T> BlockingTask<T> {
     /// # });
     /// ```
     pub fn is_finished(&self) -> bool {
+        if self.task.foreign() {
+            // A fork child's copy of a parent's task resolves at its next poll (`poll`).
+            return true;
+        }
         lock(&self.task.state).finished
     }
 
     /// Lets the job run to its end without anyone waiting for it: unlike dropping the task,
-    /// this does not abort the job.
+    /// this does not abort the job. A job aborted before it started (or spawned by an
+    /// interrupted thread) still runs, interrupted.
     ///
     /// # Examples
     ///
@@ -449,6 +463,12 @@ impl<T> Drop for BlockingTask<T> {
 
 impl<T> fmt::Debug for BlockingTask<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.task.foreign() {
+            return f
+                .debug_struct("BlockingTask")
+                .field("forked_copy", &true)
+                .finish_non_exhaustive();
+        }
         let st = lock(&self.task.state);
         f.debug_struct("BlockingTask")
             .field("thread", &st.thread)
@@ -668,6 +688,7 @@ impl BlockingPoolBuilder {
     }
 
     /// How long an idle thread waits for a job before it exits (default 10 s).
+    /// [`Duration::MAX`] (or any duration too long to add to [`Instant::now`]) means never.
     ///
     /// # Examples
     ///
@@ -685,7 +706,8 @@ impl BlockingPoolBuilder {
 
     /// How long an aborted job may take to end before its thread leaves the pool (default
     /// 1 s). The thread exits when the job ends; a new thread takes its place, so a job that
-    /// ignores its abort never holds the pool up.
+    /// ignores its abort never holds the pool up. [`Duration::MAX`] (or any duration too long to
+    /// add to [`Instant::now`]) means never: a stuck job then keeps its thread.
     ///
     /// # Examples
     ///
