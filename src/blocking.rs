@@ -219,6 +219,10 @@ fn global() -> &'static BlockingPool {
 /// is dropped). The task is `Send` and `Sync` when `T` is `Send`, so it can be handed to any
 /// executor. Polling it again after it resolved panics.
 ///
+/// A result nobody takes (the task was dropped or detached) is dropped on whichever thread
+/// comes last, the caller's or the pool thread's; a panic in its destructor is caught and
+/// dropped there, never propagated.
+///
 /// In a `fork` child, a copy of a task created before the fork belongs to the parent: dropping
 /// it aborts nothing, and awaiting it resolves at once, with the job's result if the job had
 /// ended before the fork, else with an `Err` whose payload is a `String` saying so.
@@ -453,11 +457,13 @@ impl<T> Drop for BlockingTask<T> {
                 drop_quietly(p);
             }
         }
-        // A result nobody took is dropped here, on the caller's thread. One that the worker
-        // publishes after this point (the task was dropped while the job ended) is dropped by
-        // the worker, after the slot was closed and before its next job: caught if it panics,
-        // but a slow destructor delays that worker's next job.
-        drop(unclaimed);
+        // A result nobody took is dropped here, on the caller's thread, and a panic of its
+        // destructor is dropped too, as on a pool thread: `Drop` never panics (a task dropped
+        // during unwinding, or one detached just after its job ended, would otherwise abort the
+        // process or panic in `detach`). One that the worker publishes after this point (the
+        // task was dropped while the job ended) is dropped by the worker, after the slot was
+        // closed and before its next job: a slow destructor delays that worker's next job.
+        drop_quietly(unclaimed);
     }
 }
 
