@@ -800,8 +800,10 @@ impl BlockingPoolBuilder {
                 "the pool's thread name contains a NUL byte",
             ));
         }
-        // The fork generation counts forks only once the fork handlers are registered.
-        crate::control::init_fork_handlers();
+        // The fork generation counts forks only once the fork handlers are registered; and
+        // registered now, they are not being registered by a worker's creation when another
+        // thread forks (a `Once` caught running at a fork never completes in the child).
+        crate::registry::init();
         let shared = Arc::new(Shared::new(self));
         Ok(BlockingPool {
             _handle: Arc::new(Handle(shared.clone())),
