@@ -342,7 +342,7 @@ fn regression_a_fork_child_can_spawn_while_the_parent_pool_is_busy() {
             block_on(pool.spawn(|| ())).unwrap();
             let stop = Arc::new(AtomicBool::new(false));
             let mut busy = Vec::new();
-            for _ in 0..2 {
+            for _ in 0..4 {
                 let (p, s) = (pool.clone(), stop.clone());
                 busy.push(std::thread::spawn(move || {
                     while !s.load(Ordering::Relaxed) {
@@ -350,7 +350,7 @@ fn regression_a_fork_child_can_spawn_while_the_parent_pool_is_busy() {
                     }
                 }));
             }
-            let (mut hung, rounds) = (0, 200);
+            let (mut hung, rounds) = (0, 300);
             for _ in 0..rounds {
                 // SAFETY: the child only spawns one job, awaits it and exits with _exit.
                 let pid = unsafe { libc::fork() };
