@@ -18,7 +18,7 @@
 # * /proc/<tid>/syscall shows the host's system call (x86_64 numbers and qemu's own calls), so
 #   the tests that read a blocked thread's system call from it skip.
 # * qemu 7.2 aborts (an assertion in its plugin code) when a guest with several threads forks
-#   and the child creates a thread: the one test that does exactly that skips.
+#   and the child creates a thread: the tests that do exactly that skip.
 # Nothing else is skipped. The tests re-run their own binary through the emulator
 # (KILLABLE_TEST_RUNNER: the emulated process cannot exec a foreign binary without a binfmt
 # handler), and doctests are built one binary per test (`--merge-doctests=no`) so that, as
@@ -105,6 +105,10 @@ skips=(
   "Diagnosis::syscall_name (line|reads /proc/<tid>/syscall (the host's)"
   "Stuck<T>::diagnosis (line|reads /proc/<tid>/syscall (the host's)"
   "regression_stale_handle_after_fork_signals_nobody|qemu aborts when a threaded guest forks and the child spawns"
+  "a_fork_child_gets_a_pool_of_its_own|qemu aborts when a threaded guest forks and the child spawns"
+  "regression_a_fork_child_can_spawn_while_the_parent_pool_is_busy|qemu aborts when a threaded guest forks and the child spawns"
+  "regression_a_sealed_|seals a thread (seccomp)"
+  "stop_stuck_seals|the pool's escalation seals a thread (seccomp)"
 )
 args=()
 for s in "${skips[@]}"; do

@@ -7,48 +7,87 @@
 //!
 //! One mutex guards the queue and the counts: `threads` (workers counted against
 //! `max_threads`), `idle` (workers waiting for work, or about to), `notified` (wake-ups handed to
-//! idle workers and not yet taken). A spawn queues its job; if a worker is idle it takes one
-//! idle worker (`idle -= 1; notified += 1`) and signals the condition variable, else it creates a
-//! worker if `threads < max_threads`, else the job waits in the queue. A waiting worker leaves
-//! only by taking a `notified` (then it drains the queue), at shutdown, or when `keep_alive`
-//! passes with nothing for it (it retires). Counting wake-ups, rather than trusting the
-//! condition variable, makes spurious wake-ups harmless and never lets two spawns count on the
-//! same idle worker. Workers are created with the pool mutex released. An idle worker spins for
-//! 50 µs before it sleeps, counted in `spinning`: a spawn meanwhile hands it the job through
-//! `notified` (and the `wake_hint` flag it watches) without a futex wake, as long as there are at
-//! least as many spinners as wake-ups handed out; a spinner that gives up takes the pool mutex
-//! and looks at `notified` before it sleeps, so no wake-up is lost.
+//! idle workers and not yet taken). A spawn queues its job and dispatches: if a worker is idle it
+//! takes one idle worker (`idle -= 1; notified += 1`) and signals the condition variable, else it
+//! creates a worker if `threads < max_threads`, else the job waits in the queue. A waiting worker
+//! leaves only by taking a `notified` (then it drains the queue), at shutdown, when `keep_alive`
+//! passes with nothing for it, or when its thread was interrupted or sealed (below). Counting
+//! wake-ups, rather than trusting the condition variable, makes spurious wake-ups harmless and
+//! never lets two spawns count on the same idle worker. Workers are created with the pool mutex
+//! released. An idle worker spins for 50 µs before it sleeps, counted in `spinning`: a spawn
+//! meanwhile hands it the job through `notified` (and the `wake_hint` flag it watches) without a
+//! futex wake, as long as there are at least as many spinners as wake-ups handed out; a spinner
+//! that gives up takes the pool mutex and looks at `notified` before it sleeps, so no wake-up is
+//! lost. A `keep_alive` too long for `Instant` arithmetic (`Duration::MAX`) means no deadline.
+//!
+//! ## Interrupts and seals from outside the pool
+//!
+//! A pool thread is a killable thread like any other: `shutdown` interrupts, kills and seals it
+//! (pool threads are not daemons: a shutdown stops the jobs they run), and a `Thread` from
+//! `BlockingTask::thread` reaches it. Such a thread is `unfit`: its interrupt bit is set between
+//! jobs (an abort's bit never is: see the slot), or it is sealed. An unfit worker is never handed
+//! a job; it leaves the pool instead: the idle wait is killable's own condition variable, so an
+//! interrupt or a seal wakes an idle worker, which uncounts itself and, if it had taken a
+//! wake-up, dispatches again (to another idle worker or a new one). A worker that finds itself
+//! unfit after a job, or just before one (the job goes back to the queue's head), leaves the
+//! same way; one whose job ends with the interrupt bit set by no abort (`signalled` false) too.
+//! So `shutdown` stops an idle pool thread at its interrupt, a busy one when its job ends, and
+//! the pool creates new threads at the next spawn.
+//!
+//! ## Seals: who creates threads
+//!
+//! A thread inherits its creator's seccomp filter. killable marks a thread created by a thread it
+//! knows is sealed (`seal::inherit`), but not one created by a thread it does not know, such as
+//! a std thread created by a sealed thread. So every thread the pool creates is a killable
+//! thread, and none is created from a sealed context: each `Core` has a manager (a killable
+//! daemon thread, `killable-watch`), started by the first worker creation and alive while the
+//! pool has workers or stuck jobs to watch. A worker is created by the thread that needs it only
+//! if the kernel says that thread has no seccomp filter at all (`prctl(PR_GET_SECCOMP)`); from
+//! a filtered thread (sealed, or under a container's filter) the creation is handed to the
+//! manager (`create += 1`). A thread killable knows is sealed never creates one itself: if no
+//! manager runs (the pool has no worker), the job fails with an error saying why. The escalation
+//! threads (`killable-stop`) are the manager's, so they are unsealed killable daemons too.
 //!
 //! ## Job isolation: the slot
 //!
 //! A worker runs one job after another, and an `abort()` of one job must never interrupt the
 //! next one on the same thread, even an abort that arrives just as its job ends. Each worker has
 //! a `Slot` under a small mutex: the id of the job it runs (0 between jobs), how many aborts
-//! are in flight, whether one sent a signal, and whether the worker was retired.
+//! are in flight, whether the interrupt bit is the job's own (`signalled`: an abort sent it, or
+//! the job started aborted), and whether the worker was retired.
 //!
 //! * `abort()` marks its task aborted, and if the task says which worker runs it (and with which
 //!   id), takes that worker's slot lock: only if the slot still holds the same id does it count
 //!   itself in flight (`aborting += 1`) and, with the lock released (an interrupt callback runs
-//!   user code, which may abort again), interrupt the thread: set the bit, run the callbacks,
-//!   send the signal. Then it takes the lock again, counts itself out and notes that a signal
-//!   may be on its way.
+//!   user code, which may abort again), registers the job with the manager (below), then
+//!   interrupts the thread: set the bit, run the callbacks, send the signal. Then it takes the
+//!   lock again, counts itself out and notes that a signal may be on its way. The callbacks run
+//!   on the aborter, so `abort()` returns only when they have; `Drop` catches a callback's panic
+//!   and drops it (a task dropped during unwinding must not panic again).
+//! * Dropping a task sets `dropped` and `aborted` under one lock, so a job cannot start between
+//!   the two. A job that is dropped and aborted before it starts is not run; a detached one
+//!   (`detached`, set by `detach` through the same `Drop`) runs to its end, aborted or not.
 //! * The worker opens the slot (`job = id`) before it publishes itself in the task, so an abort
 //!   that finds the worker in the task finds the id in the slot until the job is closed. The task
 //!   mutex orders the two: the worker publishes itself and reads `aborted` under it, the abort
 //!   sets `aborted` and reads the worker under it, so exactly one of them sees the other: a job
-//!   aborted before it started begins with its interrupt bit already set.
+//!   aborted before it started begins with its interrupt bit already set (and `signalled`), and
+//!   the worker registers it with the manager as the abort would have.
 //! * When the job's closure returns (or panics), the worker closes the slot (`job = 0`) and, under
 //!   the same lock, waits until no abort is in flight. From then on no abort can reach this thread
 //!   for that job: one that comes later finds another id. One that came earlier has finished its
 //!   `rt_tgsigqueueinfo`, so its signal is already pending on this thread (the kernel queues it
-//!   before the call returns); the worker makes one system call (`pthread_sigmask`, which also
-//!   unblocks the signal if the job had blocked it) and the kernel delivers every pending signal
-//!   on its way back. Only then does it clear the interrupt bit (and a pending kill). So neither
-//!   the bit nor the signal of an old abort survives into the next job. The bit is cleared again
-//!   right before each job, for an interrupt someone sent through a `Thread` obtained from
-//!   `BlockingTask::thread` after its job ended: that path does not go through the slot.
-//!   A signal of that kind still in flight is harmless: killable's calls retry a wake-up whose
-//!   bit is not set.
+//!   before the call returns); the worker makes one system call, `pthread_sigmask(SIG_SETMASK)`
+//!   with the mask the thread had when it joined the pool (killable's signal unblocked), after
+//!   every job: it undoes whatever the job did to the mask (C code that blocked the signal would
+//!   otherwise make every later job on the thread unabortable), and the kernel delivers every
+//!   pending signal on its way back. Only then does it clear the interrupt bit (and a pending
+//!   kill). So neither the bit nor the signal of an old abort survives into the next job. A bit
+//!   that was not the job's own (no abort, `signalled` false) came from outside the pool: the
+//!   worker leaves (above). An interrupt sent through a `Thread` just as a job starts may still
+//!   reach that job: that path does not go through the slot (documented on
+//!   `BlockingTask::thread`). A signal of that kind still in flight is harmless: killable's calls
+//!   retry a wake-up whose bit is not set.
 //! * Interrupt callbacks a job registered run at most once per abort, on the aborter, and the
 //!   job's registration drop waits for them (`control.rs`); they end with the job. A job that
 //!   leaves state behind that the next job would inherit (a leaked `defer_interrupts` guard or
@@ -57,15 +96,33 @@
 //! * The result is published (and the task's waker woken) only after the worker closed and
 //!   cleaned the slot and took the next job or counted itself idle, so a caller that awaits one
 //!   job and then spawns the next finds that worker ready for it: no new thread is created.
+//!   Destructors of jobs' closures and unclaimed results that run on a worker are dropped inside
+//!   `catch_unwind`, their panics' payloads too (in a loop: a payload's destructor may panic);
+//!   should a worker unwind anyway, a guard uncounts it.
 //!
 //! ## Stuck jobs
 //!
-//! An abort that reached a running job also registers it with the pool's watchdog (a thread
-//! that exists only while aborts are pending). If the job still holds the slot when the grace
-//! has passed, the watchdog retires the worker under its slot lock: the worker no longer counts
-//! against `max_threads`, a new worker is created if jobs are waiting, and the stuck worker exits
-//! when its job ends instead of taking another. With `stop_stuck(true)`, the watchdog also
-//! escalates on the thread as `JoinHandle::stop` does (kill, then seal).
+//! Every abort that reaches a running job registers it with the manager *before* it interrupts
+//! (an interrupt callback may never return), and a job that starts aborted is registered when
+//! it starts. If the job still holds the slot when the grace has passed, the manager retires the
+//! worker under its slot lock: the worker no longer counts against `max_threads` (so more than
+//! `max_threads` threads may exist while retired jobs run), a new worker is created if jobs are
+//! waiting, and the stuck worker exits when its job ends instead of taking another. With
+//! `stop_stuck(true)`, the manager also escalates on the thread as `JoinHandle::stop` does (kill,
+//! then seal). A grace too long for `Instant` arithmetic means the job is never retired.
+//!
+//! ## Fork
+//!
+//! `fork()` copies only the calling thread, and with it the pool's memory: its counts, queue and
+//! mutexes, possibly held by a parent thread at that moment. So the pool's state lives in a
+//! `Core` tagged with the fork generation (`control::fork_generation`, incremented in each fork
+//! child), and a pool handle reaches it through an atomic pointer: in a fork child, the first
+//! use finds a core of another generation and swaps in a fresh one, never touching the parent's
+//! (which is leaked: its jobs and destructors belong to the parent). Tasks and workers carry the
+//! generation too: a child's copy of a parent's task aborts nothing and drops nothing of the
+//! job (its `Drop` does not even take the task's lock), and awaiting it resolves at once, with
+//! the result if the job had ended before the fork, else with an `Err` saying the job is the
+//! parent's.
 //!
 //! Lock order: pool, then slot; the task mutex is never held with either.
 
@@ -75,12 +132,12 @@ use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::control::{INTERRUPT, Inner};
+use crate::control::{INTERRUPT, Inner, fork_generation};
 use crate::thread::Thread;
 
 /// tokio's defaults for its blocking pool.
@@ -105,8 +162,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// [`Interrupted`](crate::Interrupted). An abort never reaches the next job run on the same
 /// thread.
 ///
-/// The default pool has at most 512 threads, retires a thread idle for 10 s, and retires a
-/// thread whose job has not ended 1 s after an abort; [`BlockingPoolBuilder::build_global`]
+/// The default pool runs at most 512 threads at once (threads retired because their aborted job
+/// did not end count no more, so more may exist while such jobs run), retires a thread idle for
+/// 10 s, and retires a thread whose job has not ended 1 s after an abort; [`BlockingPoolBuilder::build_global`]
 /// changes that. Like [`spawn`](crate::spawn), a job spawned by an interrupted killable thread
 /// starts interrupted.
 ///
@@ -161,6 +219,14 @@ fn global() -> &'static BlockingPool {
 /// is dropped). The task is `Send` and `Sync` when `T` is `Send`, so it can be handed to any
 /// executor. Polling it again after it resolved panics.
 ///
+/// A result nobody takes (the task was dropped or detached) is dropped on whichever thread
+/// comes last, the caller's or the pool thread's; a panic in its destructor is caught and
+/// dropped there, never propagated.
+///
+/// In a `fork` child, a copy of a task created before the fork belongs to the parent: dropping
+/// it aborts nothing, and awaiting it resolves at once, with the job's result if the job had
+/// ended before the fork, else with an `Err` whose payload is a `String` saying so.
+///
 /// # Examples
 ///
 /// ```
@@ -182,6 +248,9 @@ pub struct BlockingTask<T> {
 }
 
 struct Task<T> {
+    /// The fork generation the task was created in: a fork child's copy of a parent's task
+    /// never touches its locks or its worker (module docs, "Fork").
+    generation: u32,
     state: Mutex<TaskState<T>>,
 }
 
@@ -194,8 +263,10 @@ struct TaskState<T> {
     taken: bool,
     aborted: bool,
     /// The task was dropped or detached: nobody will take the result. A job whose task was
-    /// dropped and aborted before it started is not run.
+    /// dropped (not detached) and aborted before it started is not run.
     dropped: bool,
+    /// The task was detached: its job runs to its end even if it was aborted before it started.
+    detached: bool,
     /// The worker running the job and the job's id in its slot, while it runs.
     running: Option<(Arc<Worker>, u64)>,
     thread: Option<Thread>,
@@ -213,10 +284,15 @@ impl<T> BlockingTask<T> {
     /// An abort reaches only this task's job, never a later job on the same thread, however
     /// close to the job's end it comes.
     ///
+    /// The job's interrupt callbacks ([`on_interrupt`](crate::on_interrupt)) run on the calling
+    /// thread, before the signal is sent, so `abort` returns only once they have returned; the
+    /// pool's watch on the job starts before they run, so a callback that never returns holds
+    /// up the caller but never the pool (the job's thread is retired after the grace).
+    ///
     /// # Panics
     ///
-    /// If an interrupt callback the job registered ([`on_interrupt`](crate::on_interrupt))
-    /// panics, the panic is resumed here, after the interrupt was sent.
+    /// If an interrupt callback the job registered panics, the panic is resumed here, after the
+    /// interrupt was sent. (Dropping the task never panics that way: the panic is dropped.)
     ///
     /// # Examples
     ///
@@ -233,7 +309,10 @@ impl<T> BlockingTask<T> {
 
     /// The thread running the job, once it has started (`None` before). It stays `Some` after
     /// the job ended: that thread may be running another job by then, so interrupt the job with
-    /// [`abort`](BlockingTask::abort), not through this `Thread`.
+    /// [`abort`](BlockingTask::abort), not through this `Thread`. A pool thread interrupted or
+    /// sealed through its `Thread` (or by [`shutdown`](crate::shutdown)) leaves the pool after its
+    /// job (at once if it is idle) instead of taking another; the pool creates a new thread when
+    /// it needs one.
     ///
     /// # Examples
     ///
@@ -247,10 +326,15 @@ impl<T> BlockingTask<T> {
     /// # });
     /// ```
     pub fn thread(&self) -> Option<Thread> {
+        if self.task.foreign() {
+            // A fork child's copy: its lock may have been held by a parent thread at the fork.
+            return self.task.state.try_lock().ok()?.thread.clone();
+        }
         lock(&self.task.state).thread.clone()
     }
 
-    /// Whether the job has ended (then the task resolves at its next poll).
+    /// Whether the job has ended (then the task resolves at its next poll). In a fork child, a
+    /// copy of a task created before the fork is always finished (see [`BlockingTask`]).
     ///
     /// # Examples
     ///
@@ -264,11 +348,16 @@ impl<T> BlockingTask<T> {
     /// # });
     /// ```
     pub fn is_finished(&self) -> bool {
+        if self.task.foreign() {
+            // A fork child's copy of a parent's task resolves at its next poll (`poll`).
+            return true;
+        }
         lock(&self.task.state).finished
     }
 
     /// Lets the job run to its end without anyone waiting for it: unlike dropping the task,
-    /// this does not abort the job.
+    /// this does not abort the job. A job aborted before it started (or spawned by an
+    /// interrupted thread) still runs, interrupted.
     ///
     /// # Examples
     ///
@@ -283,15 +372,25 @@ impl<T> BlockingTask<T> {
 }
 
 impl<T> Task<T> {
+    /// A fork child's copy of a task created before the fork (its job is the parent's).
+    fn foreign(&self) -> bool {
+        self.generation != fork_generation()
+    }
+
+    /// Marks the task aborted (under its lock); the worker to interrupt, if the job runs.
+    fn mark_aborted(st: &mut TaskState<T>) -> Option<(Arc<Worker>, u64)> {
+        if st.finished || st.aborted {
+            return None;
+        }
+        st.aborted = true;
+        st.running.clone()
+    }
+
     fn abort(&self) {
-        let target = {
-            let mut st = lock(&self.state);
-            if st.finished || st.aborted {
-                return;
-            }
-            st.aborted = true;
-            st.running.clone()
-        };
+        if self.foreign() {
+            return;
+        }
+        let target = Self::mark_aborted(&mut lock(&self.state));
         if let Some((worker, id)) = target {
             worker.abort_job(id);
         }
@@ -302,6 +401,22 @@ impl<T> Future for BlockingTask<T> {
     type Output = std::thread::Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.task.foreign() {
+            // A copy in a fork child of a task of the parent: its job runs (or ran) in the
+            // parent. A result already there at the fork is the child's copy of it; otherwise
+            // nothing will ever come. `try_lock`: a parent thread may have held the lock at the
+            // fork, and would never release it here.
+            if let Ok(mut st) = self.task.state.try_lock()
+                && let Some(r) = st.result.take()
+            {
+                st.taken = true;
+                return Poll::Ready(r);
+            }
+            return Poll::Ready(Err(Box::new(String::from(
+                "killable::BlockingTask: the job belongs to the parent process of a fork; its \
+                 result is not seen in the child",
+            ))));
+        }
         let mut st = lock(&self.task.state);
         if let Some(r) = st.result.take() {
             st.taken = true;
@@ -318,23 +433,48 @@ impl<T> Future for BlockingTask<T> {
 
 impl<T> Drop for BlockingTask<T> {
     fn drop(&mut self) {
-        // A result nobody took is dropped here, on the caller's thread, never on a pool thread
-        // after its job was closed (where a slow or panicking destructor would hold up or break
-        // the worker).
-        let unclaimed = {
+        if self.task.foreign() {
+            // A fork child's copy of a parent's task: its job is the parent's to run and abort,
+            // and its lock may have been held by a parent thread at the fork.
+            return;
+        }
+        // `dropped` and `aborted` are set in one step: a job cannot start between them.
+        let (unclaimed, target) = {
             let mut st = lock(&self.task.state);
             st.dropped = true;
-            st.result.take()
+            st.detached = self.detached;
+            let target = if self.detached {
+                None
+            } else {
+                Task::mark_aborted(&mut st)
+            };
+            (st.result.take(), target)
         };
-        drop(unclaimed);
-        if !self.detached {
-            self.task.abort();
+        if let Some((worker, id)) = target {
+            // A panic of the job's interrupt callback is not re-raised from `Drop`: a task
+            // dropped during unwinding would abort the process.
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| worker.abort_job(id))) {
+                drop_quietly(p);
+            }
         }
+        // A result nobody took is dropped here, on the caller's thread, and a panic of its
+        // destructor is dropped too, as on a pool thread: `Drop` never panics (a task dropped
+        // during unwinding, or one detached just after its job ended, would otherwise abort the
+        // process or panic in `detach`). One that the worker publishes after this point (the
+        // task was dropped while the job ended) is dropped by the worker, after the slot was
+        // closed and before its next job: a slow destructor delays that worker's next job.
+        drop_quietly(unclaimed);
     }
 }
 
 impl<T> fmt::Debug for BlockingTask<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.task.foreign() {
+            return f
+                .debug_struct("BlockingTask")
+                .field("forked_copy", &true)
+                .finish_non_exhaustive();
+        }
         let st = lock(&self.task.state);
         f.debug_struct("BlockingTask")
             .field("thread", &st.thread)
@@ -363,7 +503,7 @@ impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Job for JobOf<T, F> {
         let JobOf { task, f } = *self;
         let start = {
             let mut st = lock(&task.state);
-            if st.dropped && st.aborted {
+            if st.dropped && st.aborted && !st.detached {
                 None
             } else {
                 st.running = Some((worker.clone(), id));
@@ -382,9 +522,13 @@ impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Job for JobOf<T, F> {
             }
             Some(aborted) => {
                 if aborted {
-                    // Aborted before it started: it starts interrupted. The job has registered
-                    // no callback yet, and the thread checks the bit before blocking.
+                    // Aborted before it started (or by the spawn rule): it starts interrupted.
+                    // The job has registered no callback yet, and the thread checks the bit
+                    // before blocking. The bit is this job's (`signalled`), and the pool watches
+                    // the job like any other aborted one.
+                    lock(&worker.slot).signalled = true;
                     worker.thread.inner.ctl.set_quietly(INTERRUPT);
+                    worker.core.watch(worker, id);
                 }
                 panic::catch_unwind(AssertUnwindSafe(f))
             }
@@ -411,9 +555,13 @@ impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Job for JobOf<T, F> {
 }
 
 /// Drops a job's closure or result on a pool thread; a panic in its destructor is not the
-/// pool's to propagate (nobody would see it) and must not end the worker.
+/// pool's to propagate (nobody would see it) and must not end the worker. The panic's payload
+/// is dropped the same way: its own destructor may panic too.
 fn drop_quietly<V>(v: V) {
-    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(v)));
+    let mut r = panic::catch_unwind(AssertUnwindSafe(move || drop(v)));
+    while let Err(payload) = r {
+        r = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+    }
 }
 
 impl<T> Task<T> {
@@ -433,7 +581,7 @@ impl<T> Task<T> {
         drop_quietly(unclaimed);
         if let Some(w) = waker {
             // A waker is the executor's code; its panic must not take the pool thread down.
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| w.wake()));
+            drop_quietly(panic::catch_unwind(AssertUnwindSafe(|| w.wake())));
         }
     }
 }
@@ -469,10 +617,12 @@ struct Handle(Arc<Shared>);
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        let mut st = lock(&self.0.pool);
+        let core = self.0.core();
+        let mut st = lock(&core.pool);
         st.shutdown = true;
         drop(st);
-        self.0.work.notify_all();
+        core.work.notify_all();
+        core.manage.notify_all();
     }
 }
 
@@ -544,6 +694,7 @@ impl BlockingPoolBuilder {
     }
 
     /// How long an idle thread waits for a job before it exits (default 10 s).
+    /// [`Duration::MAX`] (or any duration too long to add to [`Instant::now`]) means never.
     ///
     /// # Examples
     ///
@@ -561,7 +712,8 @@ impl BlockingPoolBuilder {
 
     /// How long an aborted job may take to end before its thread leaves the pool (default
     /// 1 s). The thread exits when the job ends; a new thread takes its place, so a job that
-    /// ignores its abort never holds the pool up.
+    /// ignores its abort never holds the pool up. [`Duration::MAX`] (or any duration too long to
+    /// add to [`Instant::now`]) means never: a stuck job then keeps its thread.
     ///
     /// # Examples
     ///
@@ -648,14 +800,11 @@ impl BlockingPoolBuilder {
                 "the pool's thread name contains a NUL byte",
             ));
         }
-        let shared = Arc::new(Shared {
-            config: self,
-            pool: Mutex::new(PoolState::default()),
-            work: Condvar::new(),
-            watch: Condvar::new(),
-            pid: AtomicI32::new(crate::control::pid()),
-            wake_hint: AtomicBool::new(false),
-        });
+        // The fork generation counts forks only once the fork handlers are registered; and
+        // registered now, they are not being registered by a worker's creation when another
+        // thread forks (a `Once` caught running at a fork never completes in the child).
+        crate::registry::init();
+        let shared = Arc::new(Shared::new(self));
         Ok(BlockingPool {
             _handle: Arc::new(Handle(shared.clone())),
             shared,
@@ -690,34 +839,6 @@ impl BlockingPoolBuilder {
     }
 }
 
-struct Shared {
-    config: BlockingPoolBuilder,
-    pool: Mutex<PoolState>,
-    /// Idle workers wait here.
-    work: Condvar,
-    /// The watchdog waits here.
-    watch: Condvar,
-    /// The process the counts belong to: a fork child starts with no worker.
-    pid: AtomicI32,
-    /// Set when a spawn hands out a wake-up, for spinning workers; a hint only (the counts
-    /// under the pool mutex decide), cleared by the worker that takes a wake-up.
-    wake_hint: AtomicBool,
-}
-
-#[derive(Default)]
-struct PoolState {
-    queue: VecDeque<Box<dyn Job>>,
-    threads: usize,
-    idle: usize,
-    notified: usize,
-    /// Idle workers spinning before they sleep (`spin_for_job`).
-    spinning: usize,
-    shutdown: bool,
-    /// Aborted jobs to look at again after the grace: (when, worker, job id).
-    watch: VecDeque<(Instant, Arc<Worker>, u64)>,
-    watchdog: bool,
-}
-
 impl BlockingPool {
     /// A [`BlockingPoolBuilder`] with the defaults.
     ///
@@ -747,6 +868,7 @@ impl BlockingPool {
         T: Send + 'static,
     {
         let task = Arc::new(Task {
+            generation: fork_generation(),
             state: Mutex::new(TaskState {
                 result: None,
                 waker: None,
@@ -756,6 +878,7 @@ impl BlockingPool {
                 // stopped does not escape the stop.
                 aborted: crate::interrupt::is_interrupted(),
                 dropped: false,
+                detached: false,
                 running: None,
                 thread: None,
             }),
@@ -764,7 +887,7 @@ impl BlockingPool {
             task: task.clone(),
             f,
         });
-        self.shared.submit(job);
+        self.shared.core().submit(job);
         BlockingTask {
             task,
             detached: false,
@@ -774,7 +897,8 @@ impl BlockingPool {
 
 impl fmt::Debug for BlockingPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.shared.pool);
+        let core = self.shared.core();
+        let st = lock(&core.pool);
         f.debug_struct("BlockingPool")
             .field("threads", &st.threads)
             .field("idle", &st.idle)
@@ -784,24 +908,144 @@ impl fmt::Debug for BlockingPool {
     }
 }
 
+/// What a pool handle holds: the settings, and the pool's state for the current fork
+/// generation.
+struct Shared {
+    config: BlockingPoolBuilder,
+    /// The `Core` of the current fork generation, from `Arc::into_raw` (module docs, "Fork").
+    core: AtomicPtr<Core>,
+}
+
 impl Shared {
+    fn new(config: BlockingPoolBuilder) -> Shared {
+        let core = Arc::new(Core::new(config.clone()));
+        Shared {
+            config,
+            core: AtomicPtr::new(Arc::into_raw(core).cast_mut()),
+        }
+    }
+
+    /// The pool's state in this process: in a fork child, a fresh one the first time.
+    fn core(&self) -> Arc<Core> {
+        let generation = fork_generation();
+        loop {
+            let p = self.core.load(Ordering::Acquire);
+            // SAFETY: `p` came from `Arc::into_raw` and that reference is never given back
+            // while `self` lives (a replaced core is leaked, below; the current one is released
+            // by `Drop`, which cannot run concurrently with `&self`).
+            let current = unsafe {
+                Arc::increment_strong_count(p);
+                Arc::from_raw(p)
+            };
+            if current.generation == generation {
+                return current;
+            }
+            // A fork child: the parent's core (its counts, its queue, its locks, possibly held
+            // by a parent thread at the fork) is not touched, only leaked: its contents are the
+            // parent's, and its destructors would run the parent's jobs' drops here.
+            let fresh = Arc::into_raw(Arc::new(Core::new(self.config.clone()))).cast_mut();
+            match self
+                .core
+                .compare_exchange(p, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => std::mem::forget(current),
+                // Another thread of the child replaced it first.
+                // SAFETY: `fresh` is ours alone, from `Arc::into_raw` just above.
+                Err(_) => drop(unsafe { Arc::from_raw(fresh) }),
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: the reference `Shared::new` or `core` stored; nobody else can read it now.
+        drop(unsafe { Arc::from_raw(self.core.load(Ordering::Acquire)) });
+    }
+}
+
+/// A pool's state in one process (module docs).
+struct Core {
+    config: BlockingPoolBuilder,
+    /// The fork generation this state belongs to.
+    generation: u32,
+    pool: Mutex<PoolState>,
+    /// Idle workers wait here: a killable wait, so that an interrupt or a seal sent to an idle
+    /// worker (by `shutdown`, or through a `Thread`) makes it leave the pool at once.
+    work: crate::sync::Condvar,
+    /// The manager waits here.
+    manage: Condvar,
+    /// Set when a spawn hands out a wake-up, for spinning workers; a hint only (the counts
+    /// under the pool mutex decide), cleared by the worker that takes a wake-up.
+    wake_hint: AtomicBool,
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: VecDeque<Box<dyn Job>>,
+    threads: usize,
+    idle: usize,
+    notified: usize,
+    /// Idle workers spinning before they sleep (`spin_for_job`).
+    spinning: usize,
+    shutdown: bool,
+    /// Aborted jobs to look at again after the grace: (when, worker, job id), in time order.
+    watch: VecDeque<(Instant, Arc<Worker>, u64)>,
+    /// The manager thread runs (module docs, "The manager").
+    manager: bool,
+    /// Workers counted in `threads` that the manager is to create.
+    create: usize,
+}
+
+/// Where the calling thread stands, for creating a thread from it (module docs, "Seals").
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Here {
+    /// No seccomp filter at all.
+    Clean,
+    /// Some seccomp filter: the process's own (a container's), or a seal killable cannot see.
+    Filtered,
+    /// killable knows the thread is sealed (or being sealed).
+    Sealed,
+}
+
+fn here() -> Here {
+    let me = crate::control::current_ptr();
+    // SAFETY: CURRENT is non-null only while the calling thread's `Inner` is alive.
+    if !me.is_null() && unsafe { &(*me).ctl }.seal.load(Ordering::Acquire) != 0 {
+        return Here::Sealed;
+    }
+    // SAFETY: PR_GET_SECCOMP takes no pointer; the unused arguments are zero.
+    match unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } {
+        0 => Here::Clean,
+        // 2 (filter mode); or an error, which only a filter makes likely.
+        _ => Here::Filtered,
+    }
+}
+
+impl Core {
+    fn new(config: BlockingPoolBuilder) -> Core {
+        Core {
+            config,
+            generation: fork_generation(),
+            pool: Mutex::new(PoolState::default()),
+            work: crate::sync::Condvar::new(),
+            manage: Condvar::new(),
+            wake_hint: AtomicBool::new(false),
+        }
+    }
+
     fn submit(self: &Arc<Self>, job: Box<dyn Job>) {
         let mut st = lock(&self.pool);
-        let pid = crate::control::pid();
-        if self.pid.load(Ordering::Relaxed) != pid {
-            // A fork child: the parent's workers and watchdog do not exist here, and the jobs
-            // queued in the parent are the parent's to run. Their copies are forgotten, not
-            // dropped: their destructors belong to the parent too.
-            self.pid.store(pid, Ordering::Relaxed);
-            std::mem::forget(std::mem::take(&mut st.queue));
-            st.threads = 0;
-            st.idle = 0;
-            st.notified = 0;
-            st.spinning = 0;
-            st.watch.clear();
-            st.watchdog = false;
-        }
         st.queue.push_back(job);
+        self.dispatch(st);
+    }
+
+    /// With the pool locked and a job queued: hands it to an idle worker, or creates a worker
+    /// if the pool may grow, or leaves it queued for the next worker that comes back.
+    fn dispatch(self: &Arc<Self>, mut st: MutexGuard<'_, PoolState>) {
+        if st.queue.is_empty() {
+            return;
+        }
         if st.idle > 0 {
             st.idle -= 1;
             st.notified += 1;
@@ -814,13 +1058,45 @@ impl Shared {
             }
         } else if st.threads < self.config.max_threads {
             st.threads += 1;
-            drop(st);
-            self.start_worker();
+            self.start_worker(st);
         }
     }
 
-    /// Creates a worker already counted in `threads`; undoes the count if it cannot.
-    fn start_worker(self: &Arc<Self>) {
+    /// A worker leaves the count (`threads`); the manager is told when none is left.
+    fn uncount(&self, st: &mut PoolState) {
+        st.threads -= 1;
+        if st.threads == 0 {
+            self.manage.notify_all();
+        }
+    }
+
+    /// Creates a worker already counted in `threads`, with the pool locked: here if the calling
+    /// thread is not sealed, else through the manager (module docs, "Seals").
+    fn start_worker(self: &Arc<Self>, mut st: MutexGuard<'_, PoolState>) {
+        let here = here();
+        if here != Here::Clean && st.manager {
+            st.create += 1;
+            drop(st);
+            self.manage.notify_all();
+            return;
+        }
+        if here == Here::Sealed {
+            drop(st);
+            self.failed_start(&io::Error::other(
+                "the calling thread is sealed, so a thread it created would be sealed too",
+            ));
+            return;
+        }
+        let start_manager = !st.manager;
+        st.manager = true;
+        drop(st);
+        if start_manager {
+            self.start_manager();
+        }
+        self.spawn_worker();
+    }
+
+    fn spawn_worker(self: &Arc<Self>) {
         // A shared pool's worker serves everyone: it joins no group (`Builder::no_group`).
         let mut b = crate::Builder::new()
             .no_group()
@@ -828,54 +1104,91 @@ impl Shared {
         if let Some(size) = self.config.stack_size {
             b = b.stack_size(size);
         }
-        let shared = self.clone();
-        match b.spawn(move || worker_main(shared)) {
+        let core = self.clone();
+        match b.spawn(move || worker_main(core)) {
             Ok(handle) => drop(handle),
-            Err(e) => {
-                let mut st = lock(&self.pool);
-                st.threads -= 1;
-                if st.threads == 0 {
-                    // Nobody is left to run the queue: resolve its tasks instead of hanging.
-                    let jobs: Vec<_> = st.queue.drain(..).collect();
-                    drop(st);
-                    for job in jobs {
-                        job.fail(format!(
-                            "killable::spawn_blocking: cannot create a pool thread: {e}"
-                        ));
-                    }
-                }
+            Err(e) => self.failed_start(&e),
+        }
+    }
+
+    /// A counted worker could not be created: uncounts it, and if no worker is left to run the
+    /// queue, resolves its tasks instead of letting them hang.
+    fn failed_start(&self, e: &io::Error) {
+        let mut st = lock(&self.pool);
+        self.uncount(&mut st);
+        if st.threads == 0 {
+            let jobs: Vec<_> = st.queue.drain(..).collect();
+            drop(st);
+            for job in jobs {
+                job.fail(format!(
+                    "killable::spawn_blocking: cannot create a pool thread: {e}"
+                ));
+            }
+        }
+    }
+
+    /// Starts the manager (`manager` already set): a killable daemon thread, so that a seal
+    /// it might inherit would be seen, and `shutdown` leaves it alone.
+    fn start_manager(self: &Arc<Self>) {
+        let core = self.clone();
+        let started = crate::Builder::new()
+            .no_group()
+            .name("killable-watch".into())
+            .daemon(true)
+            .spawn(move || core.manage());
+        if let Err(e) = started {
+            // No manager: stuck jobs keep their threads; the next worker creation tries again.
+            let mut st = lock(&self.pool);
+            st.manager = false;
+            st.watch.clear();
+            let create = std::mem::take(&mut st.create);
+            drop(st);
+            for _ in 0..create {
+                self.failed_start(&e);
             }
         }
     }
 
     /// With the pool locked, at a worker's start or after a job: the next job if one waits;
-    /// else the worker counts itself idle (it will wait), or leaves (shutdown, or sealed: a
-    /// sealed worker's futex waits would fail at once).
-    fn take_or_idle(&self, st: &mut PoolState, me: &Worker) -> Next {
+    /// else the worker counts itself idle (it will wait), or leaves (shutdown, or its thread was
+    /// interrupted or sealed from outside the pool: it is not handed a job).
+    fn next_for(self: &Arc<Self>, mut st: MutexGuard<'_, PoolState>, me: &Worker) -> Next {
+        if me.unfit() {
+            self.uncount(&mut st);
+            self.dispatch(st);
+            return Next::Exit;
+        }
         if let Some(job) = st.queue.pop_front() {
             return Next::Run(job);
         }
-        if st.shutdown || me.sealed() {
-            st.threads -= 1;
+        if st.shutdown {
+            self.uncount(&mut st);
             return Next::Exit;
         }
         st.idle += 1;
         Next::Wait
     }
 
-    /// Waits, counted idle, until a spawn hands this worker a job; `None` when it should exit
-    /// (shutdown, or `keep_alive` passed with nothing for it).
-    fn wait_for_job(&self) -> Option<Box<dyn Job>> {
-        self.spin_for_job();
+    /// Waits, counted idle, until a spawn hands this worker a job; `None` when it left the pool
+    /// (shutdown, `keep_alive` passed with nothing for it, or interrupted or sealed).
+    fn wait_for_job(self: &Arc<Self>, me: &Worker) -> Option<Box<dyn Job>> {
+        self.spin_for_job(me);
         let mut st = lock(&self.pool);
         st.spinning -= 1;
-        let until = Instant::now() + self.config.keep_alive;
+        // None: `keep_alive` is too long to count (never retire).
+        let until = Instant::now().checked_add(self.config.keep_alive);
         loop {
             if st.notified > 0 {
                 // A spawn counted on an idle worker: this one takes the wake-up.
                 st.notified -= 1;
                 if st.notified == 0 {
                     self.wake_hint.store(false, Ordering::Relaxed);
+                }
+                if me.unfit() {
+                    // Not handed a job: the wake-up goes to another worker, or a new one.
+                    self.uncount(&mut st);
+                    self.dispatch(st);
+                    return None;
                 }
                 if let Some(job) = st.queue.pop_front() {
                     return Some(job);
@@ -885,16 +1198,23 @@ impl Shared {
                 continue;
             }
             let now = Instant::now();
-            if st.shutdown || now >= until {
+            if st.shutdown || me.unfit() || until.is_some_and(|u| now >= u) {
                 st.idle -= 1;
-                st.threads -= 1;
+                self.uncount(&mut st);
                 return None;
             }
-            st = self
-                .work
-                .wait_timeout(st, until - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            let woken = match until {
+                Some(u) => self
+                    .work
+                    .wait_timeout(&self.pool, st, u - now)
+                    .map(|r| r.map_or_else(|p| p.into_inner().0, |(g, _)| g)),
+                None => self
+                    .work
+                    .wait(&self.pool, st)
+                    .map(|r| r.unwrap_or_else(PoisonError::into_inner)),
+            };
+            // Interrupted or sealed: the mutex is not held; `unfit` sees why, above.
+            st = woken.unwrap_or_else(|_| lock(&self.pool));
         }
     }
 
@@ -903,11 +1223,11 @@ impl Shared {
     /// (an idle CPU, in a virtual machine a halted one) costs several times that. The worker
     /// counts itself `spinning`, so a spawn meanwhile hands it the job through `notified` and
     /// `wake_hint` without a futex wake.
-    fn spin_for_job(&self) {
+    fn spin_for_job(&self, me: &Worker) {
         lock(&self.pool).spinning += 1;
         let start = Instant::now();
         while start.elapsed() < SPIN {
-            if self.wake_hint.load(Ordering::Acquire) {
+            if self.wake_hint.load(Ordering::Acquire) || me.inner().ctl.is_interrupted() {
                 return;
             }
             for _ in 0..64 {
@@ -916,50 +1236,57 @@ impl Shared {
         }
     }
 
-    /// After a worker left the count: creates a replacement if jobs wait and no idle worker
-    /// will take them.
-    fn refill(self: &Arc<Self>, mut st: MutexGuard<'_, PoolState>) {
-        if st.queue.is_empty() || st.idle > 0 || st.threads >= self.config.max_threads {
-            return;
-        }
-        st.threads += 1;
-        drop(st);
-        self.start_worker();
-    }
-
-    /// Registers an aborted job for the watchdog.
-    fn watch(self: &Arc<Self>, worker: Arc<Worker>, id: u64) {
-        let at = Instant::now() + self.config.abort_grace;
+    /// Registers an aborted job for the manager: looked at again after the grace.
+    fn watch(self: &Arc<Self>, worker: &Arc<Worker>, id: u64) {
         let mut st = lock(&self.pool);
-        st.watch.push_back((at, worker, id));
-        if st.watchdog {
+        let Some(at) = Instant::now().checked_add(self.config.abort_grace) else {
+            // A grace too long to count: the job is never retired.
+            return;
+        };
+        let first = st.watch.is_empty();
+        st.watch.push_back((at, worker.clone(), id));
+        if st.manager {
+            drop(st);
+            if first {
+                self.manage.notify_all();
+            }
             return;
         }
-        st.watchdog = true;
-        drop(st);
-        let shared = self.clone();
-        let started = std::thread::Builder::new()
-            .name("killable-watch".into())
-            .spawn(move || shared.watchdog());
-        if started.is_err() {
-            // No watchdog: stuck jobs keep their threads. The next abort tries again.
-            let mut st = lock(&self.pool);
-            st.watchdog = false;
-            st.watch.clear();
+        if here() == Here::Sealed {
+            // A manager started here would be sealed. (Only after its creation failed can the
+            // manager be missing while a job runs.)
+            st.watch.pop_back();
+            return;
         }
+        st.manager = true;
+        drop(st);
+        self.start_manager();
     }
 
-    fn watchdog(self: Arc<Self>) {
+    /// The manager: creates the workers that sealed threads asked for, and retires stuck jobs'
+    /// workers; exits when the pool has no worker and nothing to watch.
+    fn manage(self: Arc<Self>) {
         let mut st = lock(&self.pool);
         loop {
-            let Some(&(at, _, _)) = st.watch.front() else {
-                st.watchdog = false;
-                return;
-            };
+            if st.create > 0 {
+                st.create -= 1;
+                drop(st);
+                self.spawn_worker();
+                st = lock(&self.pool);
+                continue;
+            }
             let now = Instant::now();
+            let Some(&(at, _, _)) = st.watch.front() else {
+                if st.threads == 0 {
+                    st.manager = false;
+                    return;
+                }
+                st = self.manage.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
             if now < at {
                 st = self
-                    .watch
+                    .manage
                     .wait_timeout(st, at - now)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
@@ -977,14 +1304,17 @@ impl Shared {
             if !stuck {
                 continue;
             }
-            st.threads -= 1;
-            self.refill(st);
+            self.uncount(&mut st);
+            self.dispatch(st);
             if self.config.stop_stuck {
                 let thread = worker.thread.clone();
                 let grace = self.config.abort_grace;
-                // Escalation waits up to the grace: not on the watchdog's time.
-                let _ = std::thread::Builder::new()
+                // Escalation waits up to the grace: not on the manager's time. A killable
+                // daemon thread, created by this unsealed one.
+                let _ = crate::Builder::new()
+                    .no_group()
                     .name("killable-stop".into())
+                    .daemon(true)
                     .spawn(move || crate::escalate::escalate(&[thread], grace));
             }
             st = lock(&self.pool);
@@ -992,13 +1322,42 @@ impl Shared {
     }
 }
 
+/// A thread's signal mask, as a worker restores it after each job.
+struct SigMask(libc::sigset_t);
+
+impl SigMask {
+    /// The calling thread's mask, with killable's signal unblocked.
+    fn current() -> SigMask {
+        // SAFETY: sigset_t is plain data; a null `set` only reads the mask into `old`; the
+        // signal number is valid.
+        unsafe {
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut old);
+            libc::sigdelset(&mut old, crate::signal());
+            SigMask(old)
+        }
+    }
+
+    /// Makes it the calling thread's mask again.
+    fn restore(&self) {
+        // SAFETY: `self.0` is an initialised sigset_t; the old mask is not asked for.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
+}
+
 /// A pool thread, as aborts see it.
 struct Worker {
     thread: Thread,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
+    /// The fork generation the worker was created in: a fork child's copy is not aborted.
+    generation: u32,
     slot: Mutex<Slot>,
     /// Signalled when the last abort in flight leaves the slot.
     settled: Condvar,
+    /// The thread's own mask, restored after each job.
+    mask: SigMask,
 }
 
 #[derive(Default)]
@@ -1007,14 +1366,19 @@ struct Slot {
     job: u64,
     /// Aborts between their check of `job` and the end of their interrupt.
     aborting: u32,
-    /// An abort interrupted this job: its signal may still be pending on the thread.
+    /// An abort interrupted this job (its signal may still be pending on the thread), or it
+    /// started aborted: the interrupt bit at its end is the job's.
     signalled: bool,
-    /// The watchdog took the thread out of the pool: it exits after its job.
+    /// The manager took the thread out of the pool: it exits after its job.
     retired: bool,
 }
 
 impl Worker {
     fn abort_job(self: &Arc<Self>, id: u64) {
+        if self.generation != fork_generation() {
+            // A fork child's copy of a parent's worker: that thread does not exist here.
+            return;
+        }
         {
             let mut slot = lock(&self.slot);
             if slot.job != id {
@@ -1023,23 +1387,20 @@ impl Worker {
             slot.aborting += 1;
         }
         // Counts the abort out even if an interrupt callback panics.
-        struct Out<'a>(&'a Arc<Worker>, u64);
+        struct Out<'a>(&'a Worker);
         impl Drop for Out<'_> {
             fn drop(&mut self) {
                 let mut slot = lock(&self.0.slot);
                 slot.aborting -= 1;
                 slot.signalled = true;
-                let still = slot.job == self.1;
                 if slot.aborting == 0 {
                     self.0.settled.notify_all();
                 }
-                drop(slot);
-                if still {
-                    self.0.shared.watch(self.0.clone(), self.1);
-                }
             }
         }
-        let _out = Out(self, id);
+        let _out = Out(self);
+        // Watched before the interrupt: its callbacks run here and may never return.
+        self.core.watch(self, id);
         // The thread cannot take another job meanwhile: it waits for `aborting` to drop to 0
         // first. A failure to signal (killable's handler replaced) still leaves the bit set,
         // which the job's next killable call sees.
@@ -1050,14 +1411,11 @@ impl Worker {
     /// before its result is published (module docs).
     fn after_job(&self) -> Next {
         match self.close() {
-            Fate::Keep => {
-                let mut st = lock(&self.shared.pool);
-                self.shared.take_or_idle(&mut st, self)
-            }
+            Fate::Keep => self.core.next_for(lock(&self.core.pool), self),
             Fate::Leave => {
-                let mut st = lock(&self.shared.pool);
-                st.threads -= 1;
-                self.shared.refill(st);
+                let mut st = lock(&self.core.pool);
+                self.core.uncount(&mut st);
+                self.core.dispatch(st);
                 Next::Exit
             }
             Fate::Retired => Next::Exit,
@@ -1077,13 +1435,11 @@ impl Worker {
             }
             (std::mem::take(&mut slot.signalled), slot.retired)
         };
-        if signalled {
-            // Any system call would do: the kernel delivers pending signals on its way back.
-            // This one also unblocks killable's signal if the job had blocked it.
-            crate::signal::unblock_in_current_thread();
-        }
+        // The thread's own mask again (a job may have blocked killable's signal, or others);
+        // and, as any system call, this delivers the signals pending on the thread.
+        self.mask.restore();
         let ctl = &self.inner().ctl;
-        ctl.clear_interrupt();
+        let interrupted = ctl.clear_interrupt();
         if retired {
             return Fate::Retired;
         }
@@ -1091,7 +1447,9 @@ impl Worker {
             || ctl.has_callbacks()
             || self.sealed()
             || ctl.regions.load(Ordering::Acquire) != 0
-            || ctl.deadline_ns.load(Ordering::Acquire) != 0;
+            || ctl.deadline_ns.load(Ordering::Acquire) != 0
+            // Interrupted from outside the slot (shutdown, a `Thread`): the thread leaves.
+            || (interrupted && !signalled);
         if leaked { Fate::Leave } else { Fate::Keep }
     }
 
@@ -1103,15 +1461,22 @@ impl Worker {
     fn sealed(&self) -> bool {
         self.inner().ctl.seal.load(Ordering::Acquire) != 0
     }
+
+    /// Sealed, or interrupted between jobs (only from outside the slot: shutdown, a `Thread`):
+    /// the worker takes no job and leaves the pool.
+    fn unfit(&self) -> bool {
+        self.sealed() || self.inner().ctl.is_interrupted()
+    }
 }
 
 /// What becomes of a worker after a job.
 enum Fate {
     /// It takes the next job.
     Keep,
-    /// Its job left state behind that the next job would inherit: it exits.
+    /// Its job left state behind that the next job would inherit, or the thread was
+    /// interrupted or sealed from outside: it exits.
     Leave,
-    /// The watchdog retired it (already not counted): it exits.
+    /// The manager retired it (already not counted): it exits.
     Retired,
 }
 
@@ -1128,31 +1493,56 @@ enum Next {
     Exit,
 }
 
-/// A pool thread's life: jobs until it retires.
-fn worker_main(shared: Arc<Shared>) {
+/// A pool thread's life: jobs until it leaves.
+fn worker_main(core: Arc<Core>) {
+    // A bit set by the spawn rule when this thread was created is not a job's.
+    crate::current().inner.ctl.clear_interrupt();
     let me = Arc::new(Worker {
         thread: crate::current(),
-        shared: shared.clone(),
+        core: core.clone(),
+        generation: fork_generation(),
         slot: Mutex::new(Slot::default()),
         settled: Condvar::new(),
+        mask: SigMask::current(),
     });
-    let mut next = {
-        let mut st = lock(&shared.pool);
-        shared.take_or_idle(&mut st, &me)
-    };
+    // If the worker unwinds (a bug, or a destructor that escaped its guard) while counted, it
+    // is uncounted, so the pool does not wait for a thread that is gone.
+    struct Counted<'a>(&'a Worker);
+    impl Drop for Counted<'_> {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                return;
+            }
+            let mut st = lock(&self.0.core.pool);
+            // Lock order: pool, then slot. Retired here, the manager will not uncount it too.
+            let was_retired = std::mem::replace(&mut lock(&self.0.slot).retired, true);
+            if !was_retired {
+                self.0.core.uncount(&mut st);
+                self.0.core.dispatch(st);
+            }
+        }
+    }
+    let _counted = Counted(&me);
+    let mut next = core.next_for(lock(&core.pool), &me);
     loop {
         let job = match next {
             Next::Run(job) => job,
-            Next::Wait => match shared.wait_for_job() {
+            Next::Wait => match core.wait_for_job(&me) {
                 Some(job) => job,
                 None => return,
             },
             Next::Exit => return,
         };
+        if me.unfit() {
+            // Interrupted or sealed from outside the pool since it took the job: the job goes
+            // back to the queue's head for another worker.
+            let mut st = lock(&core.pool);
+            st.queue.push_front(job);
+            core.uncount(&mut st);
+            core.dispatch(st);
+            return;
+        }
         let id = next_id();
-        // A bit set through a `Thread` after an earlier job had ended, or by the spawn rule when
-        // this thread was created, is not this job's.
-        me.inner().ctl.clear_interrupt();
         lock(&me.slot).job = id;
         next = Next::Exit;
         job.run(&me, id, &mut || next = me.after_job());

@@ -251,6 +251,12 @@ impl Inner {
 /// handler), so that handles from before a fork can tell they name a thread of the parent.
 static FORK_GENERATION: AtomicU32 = AtomicU32::new(0);
 
+/// The number of forks this process descends from (once the fork handlers are registered:
+/// `init_fork_handlers`): state tagged with another generation was copied from a parent.
+pub(crate) fn fork_generation() -> u32 {
+    FORK_GENERATION.load(Ordering::Acquire)
+}
+
 /// This process's pid, cached so that neither the signal handler nor `interrupt()` needs a
 /// `getpid` system call; refreshed in fork children.
 static PID: AtomicI32 = AtomicI32::new(0);

@@ -167,9 +167,10 @@ impl Builder {
         self
     }
 
-    /// Puts the thread in no group, whatever group its spawner is in: for the crate's own
-    /// threads, which serve every caller (a shared pool's worker, the signal thread) and must
-    /// not be stopped with the group of whichever member happened to create them.
+    /// Puts the thread in no group, whatever group its spawner is in, and exempts it from the
+    /// spawn rule: for the crate's own threads, which serve every caller (a shared pool's
+    /// worker, the signal thread) and must not be stopped with the group of whichever member
+    /// happened to create them, nor start interrupted because that caller was.
     pub(crate) fn no_group(mut self) -> Builder {
         self.group = None;
         self.no_group = true;
@@ -315,7 +316,12 @@ impl Builder {
         // stopped cannot hand its work to a new thread that escapes the stop.
         // A set that is stopping (a scope that saw a panic or whose owner was interrupted)
         // starts its newcomers interrupted the same way, after the listing above (`group.rs`).
-        if crate::interrupt::is_interrupted() || sets.iter().any(|s| s.stopping()) {
+        // The crate's own service threads (`no_group`) are exempt: a pool worker created for an
+        // interrupted caller serves every later caller too (the caller's job itself starts
+        // interrupted: `blocking.rs`), and a stop's rounds still find them in the registry.
+        if !self.no_group
+            && (crate::interrupt::is_interrupted() || sets.iter().any(|s| s.stopping()))
+        {
             thread.inner.ctl.set_quietly(INTERRUPT);
         }
         // A sealed spawner's thread inherits the kernel's filter at `clone`: it starts sealed
