@@ -105,6 +105,12 @@ skips=(
   "Diagnosis::syscall_name (line|reads /proc/<tid>/syscall (the host's)"
   "Stuck<T>::diagnosis (line|reads /proc/<tid>/syscall (the host's)"
   "regression_stale_handle_after_fork_signals_nobody|qemu aborts when a threaded guest forks and the child spawns"
+  "a_seal_is_recognised|seals a thread (seccomp)"
+  "stop_of_std_accept_skips_the_kill_and_reports_the_seal|reaches the seal level (seccomp)"
+  "stop_with_goes_straight_to_the_seal|seals a thread (seccomp)"
+  "wait_child_or_kill_reaps_on_a_sealed_thread|seals a thread (seccomp)"
+  "stop_stuck_seals_a_job_that_retries_eintr|the pool's escalation seals the job's thread (seccomp)"
+  "a_fork_child_gets_a_pool_of_its_own|qemu aborts when a threaded guest forks and the child spawns"
 )
 args=()
 for s in "${skips[@]}"; do
