@@ -3,24 +3,29 @@
 //! # Internal workings
 //!
 //! The handler is installed once, lazily (first `interrupt()` or first `timeout`), with
-//! `SA_SIGINFO` and **without `SA_RESTART`**: a system call the target is blocked
+//! `SA_SIGINFO | SA_ONSTACK` and **without `SA_RESTART`**: a system call the target is blocked
 //! in must return `EINTR` rather than be restarted by the kernel, or the interrupt would be lost.
 //! This is the one place killable departs from signal-hook's practice.
 //!
-//! It is also installed **without `SA_ONSTACK`**: it runs on the interrupted thread's own
-//! stack, not on the alternate stack. The alternate stack exists for the stack-overflow report
-//! (`stack.rs`), whose SIGSEGV/SIGBUS handler keeps `SA_ONSTACK` because it runs when the
-//! thread's stack is exhausted. The interrupt handler does not need it: it is delivered to a
-//! thread that is blocked or running normally, its frame (the kernel's ~3 KB signal frame and
-//! a few hundred bytes of handler) lands just below a stack pointer whose pages the thread has
-//! usually touched already, and a kill's `siglongjmp` goes up that same stack to the region's
-//! entry, which is as valid from there as from the alternate stack. On the alternate stack,
-//! by contrast, the first signal a thread gets writes its frame to pages nobody has touched
-//! (a fresh mapping): in `shutdown` of a thousand threads, that was a page fault per thread,
-//! each taking the address-space lock against the others. The one case the alternate stack
-//! served: a thread with less stack left than a signal frame. Its interrupt cannot be delivered
-//! there; the kernel raises SIGSEGV instead, and the overflow handler reports it as the stack
-//! overflow it is (`stack.rs`), as it would for any other signal on such a thread.
+//! It runs **on the alternate stack** (`SA_ONSTACK`), like the overflow report. An interrupt
+//! may reach a thread at any depth: one computing or blocked with a few KB of stack left, far
+//! from overflowing, has no room below its stack pointer for the kernel's signal frame (the
+//! size of `AT_MINSIGSTKSZ`, several KB with the wider vector registers). On the thread's own
+//! stack the kernel could not deliver the interrupt there and would raise SIGSEGV instead: the
+//! interrupt is lost and the fault looks like an overflow that never happened. And the flag is
+//! per signal, not per handler: the application's own handler, chained from ours for a signal
+//! that is not ours, runs on our frame, so without `SA_ONSTACK` it would lose the alternate
+//! stack it asked for. Every thread that can take the signal has an alternate stack (killable
+//! gives one to each thread it spawns, std to its own threads); without one, the kernel uses
+//! the thread's stack, as it would without the flag.
+//!
+//! The price of the alternate stack was paid in the stop window: the first signal a thread got
+//! wrote its frame to pages nobody had touched, and in `shutdown` of a thousand threads that
+//! was a page fault per thread, each taking the address-space lock against the others. So the
+//! pages a signal frame and this handler's frames use are touched when an alternate stack is
+//! first mapped, in the new thread before it runs its closure (`stack.rs`, `populate_top`),
+//! and mappings are never unmapped but reused, already touched, by later threads: a stop
+//! writes only to resident pages.
 //!
 //! The handler is async-signal-safe: it saves and restores errno, reads the `CURRENT`
 //! thread-local pointer and a few atomics (the pid is cached, not asked for), may call
@@ -322,11 +327,11 @@ fn install() -> io::Result<libc::c_int> {
     // it is published before the entry can run.
     unsafe { killable_set_rust_handler(handler) };
     // NOT SA_RESTART: a blocked system call must return EINTR, not be restarted (module docs).
-    // NOT SA_ONSTACK: the handler runs on the thread's own, already touched stack; the
-    // alternate stack is the overflow report's (module docs).
+    // SA_ONSTACK: a thread with a few KB of stack left must still take an interrupt, and a
+    // chained handler keeps the alternate stack it asked for (module docs).
     let new = action(
         killable_signal_entry as *const () as usize,
-        libc::SA_SIGINFO,
+        libc::SA_SIGINFO | libc::SA_ONSTACK,
     );
     // SAFETY: `new` is fully initialised and names the C entry, which has the three-argument
     // SA_SIGINFO signature; the handler is async-signal-safe.

@@ -11,7 +11,17 @@
 //! that was installed before ours (std installs one in `main`), or to the default action.
 //!
 //! The guard region is read from the thread's own `Inner` through the `CURRENT` thread-local
-//! pointer: one load, no allocation, no lock, so the handler is async-signal-safe.
+//! pointer: one load, no allocation, no lock, so the handler is async-signal-safe. The region
+//! is std's (the guard `pthread_getattr_np` reports, on either side of the stack's usable
+//! bottom), and only a fault *address* in it is an overflow: a fault without one (an
+//! `SI_KERNEL` SIGSEGV such as a general-protection fault) is never taken for an overflow,
+//! whatever the stack pointer, and goes to the previous handler like any other fault.
+//!
+//! killable's interrupt handler runs on the alternate stack too (`signal.rs` says why), so the
+//! alternate stacks' first-touch cost must not fall in a stop: each mapping's top pages, where
+//! a signal frame and the handlers' frames land, are written when it is mapped
+//! (`populate_top`), and mappings are never unmapped but pooled, so a later thread gets one
+//! already touched.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -195,10 +205,45 @@ fn map_new() -> Option<&'static Node> {
         unsafe { libc::munmap(map, size + page) };
         return None;
     }
+    populate_top(map as usize + page + size);
     Some(Box::leak(Box::new(Node {
         map: map as usize,
         next: AtomicPtr::new(std::ptr::null_mut()),
     })))
+}
+
+/// Room for the frames of killable's handlers below the kernel's signal frame: the C entry,
+/// the Rust handler and what it calls (the chained handler's own frames are its business).
+const HANDLER_FRAMES: usize = 4096;
+
+/// Touches the top of a freshly mapped alternate stack ending at `top`: the pages the kernel's
+/// signal frame (`AT_MINSIGSTKSZ`) and the handlers' frames (`HANDLER_FRAMES`) are written to.
+///
+/// Why here: the interrupt handler runs on the alternate stack (`signal.rs`), and a fresh
+/// mapping's pages are only allocated when first written. Left to the first signal, that is a
+/// page fault per thread inside a stop (in `shutdown` of a thousand threads, a thousand faults
+/// convoying on the address-space lock); here it is paid once per mapping, when a thread
+/// starts, since mappings are never unmapped but reused by later threads already touched.
+///
+/// Why one write per page rather than `madvise(MADV_POPULATE_WRITE)` or `MAP_POPULATE`: the
+/// part touched is two or three pages, where a fault each costs about what the system call
+/// does (and adds none to spawn); the call needs Linux 5.14 and a fallback before it, and
+/// user-mode emulators accept it as a hint and do nothing; `MAP_POPULATE` would populate the
+/// whole mapping, its guard page included.
+fn populate_top(top: usize) {
+    let page = page_size();
+    // SAFETY: getauxval has no preconditions; it returns 0 for an unknown entry.
+    let frame = unsafe { libc::getauxval(libc::AT_MINSIGSTKSZ) } as usize;
+    let frame = if frame == 0 { libc::MINSIGSTKSZ } else { frame };
+    let len = (frame + HANDLER_FRAMES).min(alt_size());
+    let mut at = top - page;
+    while at >= top - len.next_multiple_of(page) {
+        // SAFETY: `at` lies in the usable part of the alternate stack just mapped (readable and
+        // writable, not yet installed or shared): writing a zero over a zero page changes
+        // nothing but allocates the page.
+        unsafe { std::ptr::write_volatile(at as *mut u8, 0) };
+        at -= page;
+    }
 }
 
 impl AltStack {
@@ -276,8 +321,8 @@ pub(crate) fn joined(inner: &Inner) {
 }
 
 /// Where the C library keeps a thread's stack block in its thread descriptor: the word offset
-/// of `stackblock`, followed by `stackblock_size` and `guardsize` (learned once; `usize::MAX`
-/// when not found, 0 before the first look).
+/// of `stackblock`, followed by `stackblock_size`, `guardsize` and `reported_guardsize`
+/// (learned once; `usize::MAX` when not found, 0 before the first look).
 static DESCRIPTOR_OFFSET: AtomicUsize = AtomicUsize::new(0);
 
 /// Records the calling thread's guard region in `inner`, for the overflow report.
@@ -286,9 +331,17 @@ static DESCRIPTOR_OFFSET: AtomicUsize = AtomicUsize::new(0);
 /// affinity (`sched_getaffinity`, into a buffer it allocates) on every call: a system call,
 /// and a malloc arena set up in every new thread, for a figure we throw away. So it is called
 /// once, and the stack block it reports is located in the thread descriptor (`pthread_self()`,
-/// the C library's `struct pthread`); later threads read those three words there, and believe
+/// the C library's `struct pthread`); later threads read those four words there, and believe
 /// them only if their own stack pointer lies inside the block they describe, with a
-/// page-multiple guard: anything else falls back to `pthread_getattr_np`.
+/// page-multiple guard, and if the guard is the one `pthread_getattr_np` would report:
+/// anything else falls back to `pthread_getattr_np`.
+///
+/// The last condition matters for a stack glibc reuses from its cache: a thread created with a
+/// larger guard (`pthread_attr_setguardsize`) leaves it in place, so the descriptor's
+/// `guardsize` (the guard that is there) exceeds `reported_guardsize` (the one asked for,
+/// which `pthread_getattr_np` reports and std's report uses). The region is then computed as
+/// std computes it, from `pthread_getattr_np`, so that a fault is called an overflow exactly
+/// where std would call it one, and nowhere above.
 pub(crate) fn record_guard(inner: &Inner) {
     // An address in this frame: on the thread's stack, near its top.
     let probe = 0u8;
@@ -298,25 +351,25 @@ pub(crate) fn record_guard(inner: &Inner) {
         let pd = pthread_self_words();
         // SAFETY: the offset was found inside this C library's thread descriptor, which every
         // thread has, in the readable memory at the top of its stack block.
-        let (block, size, guard) = unsafe {
-            (
-                pd.add(offset).read(),
-                pd.add(offset + 1).read(),
-                pd.add(offset + 2).read(),
-            )
-        };
+        let [block, size, guard, reported] = unsafe { pd.add(offset).cast::<[usize; 4]>().read() };
         let page = page_size();
-        if block < sp && sp - block < size && guard >= page && guard % page == 0 && guard < size {
+        if block < sp
+            && sp - block < size
+            && guard >= page
+            && guard % page == 0
+            && guard < size
+            && reported == guard
+        {
             store_guard(inner, block + guard, guard);
             return;
         }
     }
-    let Some((addr, guard, block, size)) = getattr() else {
+    let Some((addr, guard, top)) = getattr() else {
         return;
     };
     store_guard(inner, addr, guard);
     if offset == 0 {
-        DESCRIPTOR_OFFSET.store(find_offset(block, size, guard), Ordering::Relaxed);
+        DESCRIPTOR_OFFSET.store(find_offset(addr, guard, top), Ordering::Relaxed);
     }
 }
 
@@ -325,28 +378,32 @@ fn pthread_self_words() -> *const usize {
     unsafe { libc::pthread_self() as *const usize }
 }
 
-/// The word offset of `[block, size, guard]` in the calling thread's descriptor, searched
-/// within the stack block (which holds the descriptor at its top); `usize::MAX` if absent.
-fn find_offset(block: usize, size: usize, guard: usize) -> usize {
+/// The word offset in the calling thread's descriptor of `[block, size, guard, reported]`: a
+/// stack block that ends at `top`, whose guard ends at `addr`, with `reported` as its reported
+/// guard (what `pthread_getattr_np` said). Searched within the stack block (which holds the
+/// descriptor at its top); `usize::MAX` if absent.
+fn find_offset(addr: usize, reported: usize, top: usize) -> usize {
     let pd = pthread_self_words();
-    let end = block.wrapping_add(size);
-    if (pd as usize) < block || (pd as usize) >= end {
+    if (pd as usize) < addr || (pd as usize) >= top {
         return usize::MAX;
     }
-    let words = ((end - pd as usize) / std::mem::size_of::<usize>()).min(1024);
-    (1..words.saturating_sub(2))
-        // SAFETY: `pd + i + 2` lies below the end of this thread's stack block, which is
+    let words = ((top - pd as usize) / std::mem::size_of::<usize>()).min(1024);
+    (1..words.saturating_sub(3))
+        // SAFETY: `pd + i + 3` lies below the end of this thread's stack block, which is
         // mapped readable and writable (the descriptor and static TLS sit at its top).
         .find(|&i| unsafe {
-            pd.add(i).read() == block
-                && pd.add(i + 1).read() == size
-                && pd.add(i + 2).read() == guard
+            let [block, size, guard, rep] = pd.add(i).cast::<[usize; 4]>().read();
+            block.wrapping_add(size) == top
+                && block.wrapping_add(guard) == addr
+                && guard >= reported
+                && rep == reported
         })
         .unwrap_or(usize::MAX)
 }
 
-/// `pthread_getattr_np` for the calling thread: (stack address, guard size, block, block size).
-fn getattr() -> Option<(usize, usize, usize, usize)> {
+/// `pthread_getattr_np` for the calling thread: (lowest usable stack address, reported guard
+/// size, the stack's top).
+fn getattr() -> Option<(usize, usize, usize)> {
     // SAFETY: pthread_attr_t is plain data, initialised by pthread_getattr_np below.
     let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
     // SAFETY: `attr` is writable; pthread_self is always valid for the calling thread.
@@ -362,9 +419,10 @@ fn getattr() -> Option<(usize, usize, usize, usize)> {
         libc::pthread_attr_getguardsize(&attr, &mut guard);
         libc::pthread_attr_destroy(&mut attr);
     }
-    // glibc reports the stack above the guard: the block starts `guard` bytes lower.
+    // glibc reports the stack above the guard that is there (which may be larger than the
+    // reported one); the block ends at the stack's top.
     let addr = addr as usize;
-    Some((addr, guard, addr.wrapping_sub(guard), size + guard))
+    Some((addr, guard, addr.wrapping_add(size)))
 }
 
 fn store_guard(inner: &Inner, addr: usize, guard: usize) {
@@ -423,24 +481,6 @@ fn write_stderr(bytes: &[u8]) {
     let _ = nix::unistd::write(io::stderr().as_fd(), bytes);
 }
 
-/// Whether this SIGSEGV is the kernel's answer to a signal whose frame did not fit on the
-/// thread's stack: `SI_KERNEL` (no faulting address), with the interrupted stack pointer less
-/// than a signal frame above the guard. Handlers without `SA_ONSTACK` (killable's interrupt
-/// handler among them: see `signal.rs`) put their frame on the thread's own stack, so a signal
-/// that reaches a thread whose stack is all but exhausted overflows it there: that is a stack
-/// overflow, and it is reported as one rather than left to vanish. Async-signal-safe.
-fn frame_did_not_fit(code: libc::c_int, ctx: *mut libc::c_void, lo: usize, hi: usize) -> bool {
-    if code != libc::SI_KERNEL || hi == 0 {
-        return false;
-    }
-    // SAFETY: for an SA_SIGINFO handler `ctx` is the interrupted context, written by the kernel.
-    let sp = unsafe { (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs[libc::REG_RSP as usize] }
-        as usize;
-    // The largest frame the kernel writes fits the alternate stack's size (at least
-    // AT_MINSIGSTKSZ), plus the 128-byte red zone it skips.
-    lo <= sp && sp < hi + alt_size() + 128
-}
-
 /// Async-signal-safe: reads one thread-local pointer and two atomics, then either aborts or
 /// forwards to the previous action.
 extern "C" fn overflow_handler(
@@ -449,14 +489,14 @@ extern "C" fn overflow_handler(
     ctx: *mut libc::c_void,
 ) {
     // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO handler.
-    let (addr, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
+    let addr = unsafe { (*info).si_addr() } as usize;
     let me = current_ptr();
     if !me.is_null() {
         // SAFETY: CURRENT points to the live `Inner` of this thread (thread.rs).
         let inner = unsafe { &*me };
         let lo = inner.guard_lo.load(Ordering::Relaxed);
         let hi = inner.guard_hi.load(Ordering::Relaxed);
-        if (lo <= addr && addr < hi) || frame_did_not_fit(code, ctx, lo, hi) {
+        if lo <= addr && addr < hi {
             let name = inner
                 .name
                 .as_ref()
@@ -503,7 +543,7 @@ mod tests {
                     .stack_size(size)
                     .spawn(|| {
                         let me = crate::current();
-                        let (addr, guard, _, _) = getattr().unwrap();
+                        let (addr, guard, _) = getattr().unwrap();
                         let g = guard.max(page_size());
                         assert_eq!(me.inner.guard_lo.load(Ordering::Relaxed), addr - g);
                         assert_eq!(me.inner.guard_hi.load(Ordering::Relaxed), addr + g);
