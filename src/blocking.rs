@@ -875,8 +875,10 @@ impl BlockingPool {
                 finished: false,
                 taken: false,
                 // The spawn rule (as `Builder::spawn`): work handed on by a thread that is being
-                // stopped does not escape the stop.
-                aborted: crate::interrupt::is_interrupted(),
+                // stopped, interrupted or sealed (even after `clear_interrupt`), does not escape
+                // the stop: the job starts aborted.
+                aborted: crate::interrupt::is_interrupted()
+                    || crate::seal::current_is_sealed_or_requested(),
                 dropped: false,
                 detached: false,
                 running: None,

@@ -178,7 +178,16 @@ struct GroupInner {
 /// member's `spawn_blocking` job is not a member: it runs on a thread shared with everyone, which
 /// a group's stop must not seal for good), and the signal thread of
 /// [`shutdown_on_signals`](crate::shutdown_on_signals). To stop such a job with the group, keep
-/// its [`BlockingTask`](crate::BlockingTask) and abort it, or run the work in a member thread.
+/// its [`BlockingTask`](crate::BlockingTask) and abort it (from a thread that is not itself
+/// blocked awaiting it: a member blocked in `block_on(task)` cannot be stopped, since the
+/// executor parks in std's futex), or run the work in a member thread.
+///
+/// # Fork
+///
+/// A group's member list is guarded by a std `Mutex` with no fork handler: a `fork` child that
+/// uses a group (`threads`, `interrupt`, `stop`, `spawn`) while another thread of the parent held
+/// that lock at the fork hangs. Use groups in a fork child only if no other thread could have
+/// been using them at the fork.
 ///
 /// # Examples
 ///

@@ -479,6 +479,18 @@ pub(crate) fn inherit(child: &Control) {
     }
 }
 
+/// Whether the calling thread is sealed or its seal is requested: work it hands on (a pool's
+/// job) must not escape the stop, as a thread it spawns does not (`inherit`).
+pub(crate) fn current_is_sealed_or_requested() -> bool {
+    let me = crate::control::current_ptr();
+    if me.is_null() {
+        return false;
+    }
+    // SAFETY: CURRENT is non-null only while the calling thread's `Inner` is alive.
+    let word = unsafe { &(*me).ctl }.seal.load(Ordering::Acquire);
+    matches!(word, SEALED | REQUESTED | INSTALLING)
+}
+
 /// The error a sealed thread's killable waits return when the seal, not an interrupt, stops
 /// them (after `clear_interrupt`, or for a wait the seal's filter does not reach): a plain
 /// interrupt, since a seal is an interrupt that cannot be cleared. It converts to an

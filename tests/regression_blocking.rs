@@ -1145,3 +1145,63 @@ fn odd_settings_resolve() {
     );
     assert!(r.is_ok());
 }
+
+fn raw_sleep_300ms() {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 300_000_000,
+    };
+    // SAFETY: a valid timespec; the remainder is not wanted.
+    unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+}
+
+/// A sealed thread that cleared its interrupt handed work to the pool, and the job ran its whole
+/// course on an unsealed worker, uninterrupted: the pool's spawn rule looked at the interrupt
+/// only, while `Builder::spawn` hands a seal on too. A job spawned by a sealed thread (or one
+/// whose seal is requested) now starts aborted.
+#[test]
+fn regression_a_sealed_threads_job_starts_aborted() {
+    testkit::in_child(
+        "regression_a_sealed_threads_job_starts_aborted",
+        Duration::from_secs(20),
+        || {
+            // A pool already in use: its manager runs, and a worker waits for work.
+            let warm = killable::spawn_blocking(|| killable::sleep(Duration::from_secs(3600)));
+            std::thread::sleep(Duration::from_millis(50));
+            let h = killable::spawn(|| {
+                killable::current().seal().unwrap();
+                killable::clear_interrupt();
+                // The control: a thread spawned here starts sealed; its raw sleep fails at once.
+                let direct = killable::spawn(|| {
+                    let t0 = Instant::now();
+                    raw_sleep_300ms();
+                    t0.elapsed()
+                })
+                .join()
+                .unwrap();
+                let pooled = block_on(killable::spawn_blocking(|| {
+                    let t0 = Instant::now();
+                    raw_sleep_300ms();
+                    (
+                        t0.elapsed(),
+                        killable::current().is_sealed(),
+                        killable::is_interrupted(),
+                    )
+                }))
+                .unwrap_or_else(|e| panic!("job failed: {:?}", e.downcast_ref::<String>()));
+                (direct, pooled)
+            });
+            let (direct, pooled) = h.join().unwrap();
+            warm.abort();
+            eprintln!("spawned: {direct:?}; pool job (slept, sealed, interrupted): {pooled:?}");
+            assert!(
+                direct < Duration::from_millis(300),
+                "the spawned thread is sealed"
+            );
+            assert!(
+                pooled.1 || pooled.2,
+                "a sealed thread's job ran unsealed and uninterrupted on the pool: {pooled:?}"
+            );
+        },
+    );
+}
