@@ -314,7 +314,7 @@ fn diagnosing_a_stuck_thread() {
 }
 
 fn stopping_sets_of_threads() {
-    println!("9. stopping threads in sets: a pool on a channel as a Group, and a scope");
+    println!("10. stopping threads in sets: a pool on a channel as a Group, and a scope");
     let pool = killable::Group::new("pool");
     let (jobs, queue) = killable::sync::mpsc::channel::<u64>();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
