@@ -63,8 +63,11 @@ while read -r bin; do
     regression_review-*) args+=(--skip seal_runs_interrupt_callbacks) ;;
     # The pool's escalation seals the stuck job's thread: seccomp again.
     blocking-*) args+=(--skip stop_stuck_seals) ;;
-    # Seals a scoped thread of its own process: seccomp again.
-    scope_sound-*) args+=(--skip sealed_scoped_thread_ends_the_scope) ;;
+    # Seals a scoped thread of its own process: seccomp again. And under valgrind's one big lock
+    # the interrupter of the exactly-once stress tests is scheduled a handful of times per run
+    # (10 interrupts in one), too few for the run to mean anything: they run natively in
+    # `cargo test`, and the other channel tests run under memcheck.
+    scope_sound-*) args+=(--skip sealed_scoped_thread_ends_the_scope --skip s1_exactly_once) ;;
   esac
   echo "== valgrind $name"
   # A binary that outlives its limit is run once more and reported: under valgrind's single
