@@ -377,10 +377,11 @@ where
         // If the handle is gone, this drops the result and counts the thread out.
         drop(theirs);
     };
-    // SAFETY: `main` owns `f` and the only other thing it borrows from the scope, the packet
-    // (through an `Arc`). The scope ends only once the packet is gone (`wait_all`), which is
-    // after `main` has run `f` and dropped its reference; the thread returns `()`, so the start
-    // routine keeps nothing the scope lends.
+    // `main` owns `f` and the only other thing it borrows from the scope, the packet (through
+    // an `Arc`). The scope ends only once the packet is gone (`wait_all`), which is after `main`
+    // has run `f` and dropped its reference; the thread returns `()`, so the start routine keeps
+    // nothing the scope lends.
+    // SAFETY: nothing `main` borrows outlives the scope, as just said.
     let handle = unsafe { builder.spawn_unchecked(main, &scope.data.sets()) }?;
     Ok(ScopedJoinHandle { handle, packet })
 }
