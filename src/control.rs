@@ -412,6 +412,9 @@ pub(crate) struct Control {
     pub(crate) regions: AtomicU32,
     /// The seal's state machine: owned by `seal.rs`.
     pub(crate) seal: AtomicU32,
+    /// How many sealers sleep on `seal` waiting for the answer: the target wakes them only
+    /// when there are any (`seal.rs`).
+    pub(crate) seal_waiters: AtomicU32,
     /// The thread's closure has returned: it is running its thread-local destructors, where a
     /// panic aborts the process, so it is interrupted but never sealed (`seal.rs`).
     pub(crate) unwinding_out: std::sync::atomic::AtomicBool,
@@ -427,6 +430,7 @@ impl Control {
             deadline_ns: AtomicU64::new(0),
             regions: AtomicU32::new(0),
             seal: AtomicU32::new(0),
+            seal_waiters: AtomicU32::new(0),
             unwinding_out: std::sync::atomic::AtomicBool::new(false),
             callbacks: Callbacks::new(),
         }

@@ -23,6 +23,10 @@ fn regression_failed_spawn_never_hangs_a_snapshot() {
         || {
             let stop = Arc::new(AtomicBool::new(false));
             let s = stop.clone();
+            // Failed spawns so far: the snapshots below go on until some overlap them (on a
+            // busy machine the spawner may not run at all during a fixed number of rounds).
+            let failed = Arc::new(AtomicUsize::new(0));
+            let f = failed.clone();
             let spawner = killable::Builder::new()
                 .daemon(true)
                 .spawn(move || {
@@ -36,12 +40,18 @@ fn regression_failed_spawn_never_hangs_a_snapshot() {
                             .is_err()
                         {
                             failures += 1;
+                            f.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     failures
                 })
                 .unwrap();
-            for round in 0..20_000 {
+            let started = std::time::Instant::now();
+            let mut round = 0u64;
+            while round < 20_000
+                || (failed.load(Ordering::Relaxed) < 100 && started.elapsed() < WAIT)
+            {
+                round += 1;
                 for info in killable::threads() {
                     if info.thread().id() != spawner.thread().id() {
                         let _ = info.thread().tid();

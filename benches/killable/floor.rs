@@ -181,7 +181,7 @@ fn floor_once(base: Instant) -> f64 {
     us
 }
 
-fn seal_floor(opts: &Opts, report: &mut Report) {
+pub fn seal_floor(opts: &Opts, report: &mut Report) {
     let rounds = if opts.quick { 200 } else { 2_000 };
     // SAFETY: the handler only makes two system calls; the signal is this benchmark's own.
     unsafe {

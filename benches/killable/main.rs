@@ -53,6 +53,15 @@ fn main() {
         }
         return;
     }
+    // `-- seal`: the seal against its floor alone.
+    if args.iter().any(|a| a == "seal") {
+        floor::seal_floor(&opts, &mut report);
+        report.print_table();
+        if json {
+            println!("{}", report.json());
+        }
+        return;
+    }
     // `-- mpsc`: the channel figure alone.
     if args.iter().any(|a| a == "mpsc") {
         mpsc::run(&opts, &mut report);
