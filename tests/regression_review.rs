@@ -58,7 +58,7 @@ fn regression_failed_spawn_never_hangs_a_snapshot() {
                         let _ = info.thread().diagnose();
                     }
                 }
-                if round % 100 == 0 {
+                if round.is_multiple_of(100) {
                     assert!(killable::shutdown(Duration::from_millis(1)).all_stopped());
                 }
             }
