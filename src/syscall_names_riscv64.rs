@@ -6,10 +6,10 @@
 //! through other macros (`__NR_fcntl` is `__NR3264_fcntl`), so the definitions were taken from the
 //! preprocessor (`echo '#include <asm/unistd.h>' | riscv64-linux-gnu-gcc -E -dM -x c -`), each
 //! `__NR_<name>` resolved to its number, and the table printed as in `syscall_names.rs`, then
-//! `rustfmt`. `riscv_flush_icache` (259) is riscv64's own call; `riscv_hwprobe` (258) came after
-//! this header.
+//! `rustfmt`. `riscv_hwprobe` (258) and `riscv_flush_icache` (259) are riscv64's own calls;
+//! the first came after this header (Linux 6.4) and was added by hand.
 //!
-//! The build does not read the header. Numbers the table leaves unused (38, 244 to 258 and 295 to
+//! The build does not read the header. Numbers the table leaves unused (38, 244 to 257 and 295 to
 //! 423) hold `""`. The table has no `open`, `poll`, `select`, `pause` or `epoll_wait` (their `*at`,
 //! `ppoll`, `pselect6` and `epoll_pwait` forms replace them). Calls added by later kernels print as
 //! `syscall <nr>` until this file is regenerated from a newer header.
@@ -280,7 +280,7 @@ const NAMES: [&str; 451] = [
     "",                        // 255
     "",                        // 256
     "",                        // 257
-    "",                        // 258
+    "riscv_hwprobe",           // 258
     "riscv_flush_icache",      // 259
     "wait4",                   // 260
     "prlimit64",               // 261
@@ -490,6 +490,8 @@ mod tests {
         assert_eq!(name(libc::SYS_epoll_pwait), Some("epoll_pwait"));
         assert_eq!(name(libc::SYS_io_uring_enter), Some("io_uring_enter"));
         assert_eq!(name(libc::SYS_futex_waitv), Some("futex_waitv"));
+        assert_eq!(name(258), Some("riscv_hwprobe"));
+        assert_eq!(name(259), Some("riscv_flush_icache"));
         assert_eq!(
             name(libc::SYS_set_mempolicy_home_node),
             Some("set_mempolicy_home_node")
