@@ -412,8 +412,8 @@ pub(crate) struct Control {
     pub(crate) regions: AtomicU32,
     /// The seal's state machine: owned by `seal.rs`.
     pub(crate) seal: AtomicU32,
-    /// How many sealers sleep on `seal` waiting for the answer: the target wakes them only
-    /// when there are any (`seal.rs`).
+    /// How many sealers are about to sleep, or sleep, on `seal` waiting for the answer: the
+    /// target (and the thread's end) wakes them only when there are any (`seal.rs`).
     pub(crate) seal_waiters: AtomicU32,
     /// The thread's closure has returned: it is running its thread-local destructors, where a
     /// panic aborts the process, so it is interrupted but never sealed (`seal.rs`).
@@ -712,6 +712,7 @@ pub(crate) fn exit_protocol(inner: &Inner) {
     if inner.done.swap(FINISHED, Ordering::Release) & DONE_WAITERS != 0 {
         futex::wake(&inner.done, i32::MAX);
     }
+    crate::seal::thread_ended(&inner.ctl);
 }
 
 /// Marks a thread whose `pthread_create` failed: finished, never signalled, with the same
@@ -795,6 +796,7 @@ extern "C" fn child() {
             cell.running.reset_in_child();
         }
         me.ctl.callbacks.lock.reset_in_child();
+        crate::seal::forget_in_child(&me.ctl);
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -914,4 +915,90 @@ fn sealed_thread_still_writes() {
     let mut s = String::new();
     r.read_to_string(&mut s).unwrap();
     assert_eq!(s, "bye");
+}
+
+fn block_killable_signal(block: bool) {
+    // SAFETY: plain signal-mask calls on the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, killable::signal());
+        let how = if block {
+            libc::SIG_BLOCK
+        } else {
+            libc::SIG_UNBLOCK
+        };
+        assert_eq!(libc::pthread_sigmask(how, &set, std::ptr::null_mut()), 0);
+    }
+}
+
+/// A thread that blocks killable's signal forks while another thread seals it. The fork child
+/// is a new process nobody asked to seal: the forking thread is not sealed there, and must not
+/// hand the parent's request to the threads it spawns (`inherit`), whose reads would then fail
+/// with ECANCELED.
+#[test]
+fn regression_a_seal_request_stays_in_the_parent_of_a_fork() {
+    in_child(
+        "regression_a_seal_request_stays_in_the_parent_of_a_fork",
+        LIMIT,
+        || {
+            let (ready_tx, ready_rx) = mpsc::channel::<()>();
+            let sealing = Arc::new(AtomicBool::new(false));
+            let s2 = sealing.clone();
+            let h = killable::spawn(move || {
+                block_killable_signal(true);
+                ready_tx.send(()).unwrap();
+                while !s2.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                std::thread::sleep(Duration::from_millis(30));
+                // SAFETY: the child spawns one thread, reads and _exits.
+                let pid = unsafe { libc::fork() };
+                if pid == 0 {
+                    let me_sealed = killable::current().is_sealed();
+                    let c = killable::spawn(|| {
+                        use std::io::{Read, Write};
+                        let (mut r, mut w) = std::io::pipe().unwrap();
+                        w.write_all(b"x").unwrap();
+                        let mut b = [0u8; 1];
+                        r.read(&mut b).map_err(|e| e.raw_os_error())
+                    });
+                    let res = c.join().unwrap();
+                    let code = match res {
+                        Ok(1) => 0,
+                        Err(Some(libc::ECANCELED)) => 1,
+                        _ => 2,
+                    };
+                    // SAFETY: _exit in the fork child.
+                    unsafe { libc::_exit(code | ((me_sealed as i32) << 2)) };
+                }
+                let mut status = 0;
+                // SAFETY: our own child.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                block_killable_signal(false);
+                libc::WEXITSTATUS(status)
+            });
+            ready_rx.recv().unwrap();
+            let t = h.thread().clone();
+            let sealer = std::thread::spawn(move || t.seal());
+            sealing.store(true, Ordering::SeqCst);
+            sealer.join().unwrap().expect("the parent's seal");
+            let code = h.join().unwrap();
+            println!(
+                "fork child: forking thread is_sealed {}, a thread it spawned: {}",
+                code & 4 != 0,
+                match code & 3 {
+                    0 => "read ok (not sealed)",
+                    1 => "read failed with ECANCELED (sealed)",
+                    _ => "other",
+                }
+            );
+            assert_eq!(
+                code & 4,
+                0,
+                "the forking thread was sealed in the fork child"
+            );
+            assert_eq!(code & 3, 0, "a thread spawned in the fork child was sealed");
+        },
+    );
 }
