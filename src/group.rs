@@ -29,15 +29,29 @@
 //! `stop` works in rounds the same way (`shutdown::stop_rounds`): each round escalates on the
 //! members not seen yet and waits for them, and a member spawns its children before it
 //! finishes, so the next listing sees them.
+//!
+//! ## Fork
+//!
+//! `fork` copies only the calling thread, and with it every lock as it was. A list's lock
+//! (`SetLock`) holds the fork generation of its holder's process (`control::fork_generation`,
+//! which each child increments in its fork handler), so a fork child that finds the lock held
+//! by another generation knows the holder stayed in the parent: it takes the lock over and
+//! starts the list afresh, leaking the old one without reading it (the holder may have been in
+//! the middle of changing it). Nothing is lost: the listed threads are the parent's, and a
+//! child's listing never shows them anyway (they are finished as far as it can tell). A lock
+//! per set cannot be taken in a `pthread_atfork` handler, as the registry's is (there is no
+//! list of all sets, and one would be a second lock to order); this needs no handler.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::futex;
 use crate::join_handle::JoinHandle;
 use crate::shutdown::{ShutdownReport, stop_rounds};
 use crate::thread::{Thread, ThreadId};
@@ -45,7 +59,7 @@ use crate::thread::{Thread, ThreadId};
 /// A set of threads, as groups and scopes keep them (module docs).
 #[derive(Default)]
 pub(crate) struct ThreadSet {
-    list: Mutex<Members>,
+    list: SetLock,
     /// New members start interrupted (set by a scope that is being stopped: `scope.rs`).
     /// Read by the spawner after it listed the new member, set before a listing: the list's
     /// lock orders the two as for the spawn rule (module docs).
@@ -59,9 +73,103 @@ struct Members {
     prune_at: usize,
 }
 
+/// The lock of a `ThreadSet`'s list, which a `fork` child can take even when a thread of the
+/// parent held it at the fork (module docs, "Fork").
+///
+/// The word is 0 when the lock is free; its holder stores `LOCKED`, with `WAITERS` when
+/// someone sleeps on it, and the fork generation of its process above `GENERATION_SHIFT`.
+#[derive(Default)]
+struct SetLock {
+    word: AtomicU32,
+    members: UnsafeCell<Members>,
+}
+
+// SAFETY: `members` is only reached through a `SetGuard`, and the lock's protocol gives one
+// guard at a time (`SetLock::lock`).
+unsafe impl Sync for SetLock {}
+
+const LOCKED: u32 = 1;
+const WAITERS: u32 = 2;
+const GENERATION_SHIFT: u32 = 2;
+
+impl SetLock {
+    fn lock(&self) -> SetGuard<'_> {
+        // The generation counts forks only once the fork handlers are registered.
+        crate::control::init_fork_handlers();
+        let generation = crate::control::fork_generation() << GENERATION_SHIFT;
+        let mine = generation | LOCKED;
+        loop {
+            let word = self.word.load(Ordering::Relaxed);
+            if word == 0 {
+                if self
+                    .word
+                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return SetGuard(self);
+                }
+                continue;
+            }
+            if word & !(LOCKED | WAITERS) != generation {
+                // Held by a thread of the process this one was forked from: it does not exist
+                // here and never unlocks. Take the lock over, and start the list afresh
+                // without reading it (the holder may have stopped in the middle of changing
+                // it): its threads stayed in the parent, and the old list is leaked.
+                if self
+                    .word
+                    .compare_exchange(word, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // SAFETY: we hold the lock; the old value is overwritten, never read or
+                    // dropped.
+                    unsafe { self.members.get().write(Members::default()) };
+                    return SetGuard(self);
+                }
+                continue;
+            }
+            if word & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(word, word | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex::wait(&self.word, word | WAITERS, None);
+        }
+    }
+}
+
+/// Holds a `SetLock` and gives access to its members; unlocks when dropped.
+struct SetGuard<'a>(&'a SetLock);
+
+impl Deref for SetGuard<'_> {
+    type Target = Members;
+
+    fn deref(&self) -> &Members {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.0.members.get() }
+    }
+}
+
+impl DerefMut for SetGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Members {
+        // SAFETY: the guard holds the lock, and `&mut self` makes this the only reference.
+        unsafe { &mut *self.0.members.get() }
+    }
+}
+
+impl Drop for SetGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            futex::wake(&self.0.word, i32::MAX);
+        }
+    }
+}
+
 impl ThreadSet {
-    fn lock(&self) -> MutexGuard<'_, Members> {
-        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> SetGuard<'_> {
+        self.list.lock()
     }
 
     /// New members start interrupted from now on (see `stopping`).
@@ -184,10 +292,9 @@ struct GroupInner {
 ///
 /// # Fork
 ///
-/// A group's member list is guarded by a std `Mutex` with no fork handler: a `fork` child that
-/// uses a group (`threads`, `interrupt`, `stop`, `spawn`) while another thread of the parent held
-/// that lock at the fork hangs. Use groups in a fork child only if no other thread could have
-/// been using them at the fork.
+/// A `fork` child can use the groups it inherits, even one that another thread of the parent
+/// was listing or spawning into at the fork. Their members are the parent's threads, which
+/// stayed in the parent: in the child the group lists only the threads spawned into it there.
 ///
 /// # Examples
 ///
