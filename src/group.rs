@@ -286,9 +286,10 @@ struct GroupInner {
 /// member's `spawn_blocking` job is not a member: it runs on a thread shared with everyone, which
 /// a group's stop must not seal for good), and the signal thread of
 /// [`shutdown_on_signals`](crate::shutdown_on_signals). To stop such a job with the group, keep
-/// its [`BlockingTask`](crate::BlockingTask) and abort it (from a thread that is not itself
-/// blocked awaiting it: a member blocked in `block_on(task)` cannot be stopped, since the
-/// executor parks in std's futex), or run the work in a member thread.
+/// its [`BlockingTask`](crate::BlockingTask) and abort it, or run the work in a member thread. A
+/// member waiting for the task must wait with [`BlockingTask::wait`](crate::BlockingTask::wait),
+/// which the stop ends (dropping the task then aborts the job): blocked in an executor's
+/// `block_on(task)`, it cannot be stopped, since the executor parks in std's futex.
 ///
 /// # Fork
 ///
