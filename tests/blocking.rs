@@ -525,7 +525,7 @@ fn wait_timeout_reports_whether_the_job_ended() {
 }
 
 #[test]
-fn a_sealed_or_interrupted_waiter_fails_at_once() {
+fn an_interrupted_waiter_fails_at_once() {
     let h = killable::spawn(|| {
         let task = killable::spawn_blocking(|| killable::sleep(Duration::from_secs(3600)));
         killable::current().interrupt();
