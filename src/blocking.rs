@@ -426,7 +426,11 @@ impl<T> BlockingTask<T> {
     /// assert!(task.join().unwrap().is_err());
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, crate::Interrupted> {
-        let deadline = crate::time::monotonic_timespec(Instant::now() + timeout);
+        // A timeout too long for `Instant` waits without a deadline, as `sleep` does.
+        let Some(at) = Instant::now().checked_add(timeout) else {
+            return self.wait().map(|()| true);
+        };
+        let deadline = crate::time::monotonic_timespec(at);
         while !self.task.is_published() {
             if !crate::sync::futex_wait(&self.task.published, 0, Some(&deadline))? {
                 return Ok(self.task.is_published());

@@ -37,10 +37,15 @@
 //! which each child increments in its fork handler), so a fork child that finds the lock held
 //! by another generation knows the holder stayed in the parent: it takes the lock over and
 //! starts the list afresh, leaking the old one without reading it (the holder may have been in
-//! the middle of changing it). Nothing is lost: the listed threads are the parent's, and a
-//! child's listing never shows them anyway (they are finished as far as it can tell). A lock
-//! per set cannot be taken in a `pthread_atfork` handler, as the registry's is (there is no
-//! list of all sets, and one would be a second lock to order); this needs no handler.
+//! the middle of changing it). A lock per set cannot be taken in a `pthread_atfork` handler, as
+//! the registry's is (there is no list of all sets, and one would be a second lock to order);
+//! this needs no handler.
+//!
+//! So that the child sees the same sets whether or not a lock was taken over, every entry of a
+//! list, and the group a thread belongs to (`MEMBER_OF`), carries the fork generation it was
+//! made in, and those of another generation do not count: in a fork child, sets hold only the
+//! threads listed there, and the forking thread, though it goes on, is in no group (a fork
+//! starts a new process, and its groups start empty).
 
 use std::cell::{RefCell, UnsafeCell};
 use std::collections::HashSet;
@@ -51,6 +56,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::control::fork_generation;
 use crate::futex;
 use crate::join_handle::JoinHandle;
 use crate::shutdown::{ShutdownReport, stop_rounds};
@@ -68,7 +74,9 @@ pub(crate) struct ThreadSet {
 
 #[derive(Default)]
 struct Members {
-    threads: Vec<Thread>,
+    /// Each member with the fork generation it was listed in: a fork child's listings show
+    /// only the threads listed in the child (module docs, "Fork").
+    threads: Vec<(Thread, u32)>,
     /// Prune finished threads when the list reaches this length.
     prune_at: usize,
 }
@@ -96,7 +104,7 @@ impl SetLock {
     fn lock(&self) -> SetGuard<'_> {
         // The generation counts forks only once the fork handlers are registered.
         crate::control::init_fork_handlers();
-        let generation = crate::control::fork_generation() << GENERATION_SHIFT;
+        let generation = fork_generation() << GENERATION_SHIFT;
         let mine = generation | LOCKED;
         loop {
             let word = self.word.load(Ordering::Relaxed);
@@ -185,18 +193,22 @@ impl ThreadSet {
     /// Lists `thread` as a member.
     pub(crate) fn add(&self, thread: &Thread) {
         let mut m = self.lock();
+        let generation = fork_generation();
         if m.threads.len() >= m.prune_at {
-            m.threads.retain(|t| !t.is_finished());
+            m.threads
+                .retain(|(t, g)| *g == generation && !t.is_finished());
             m.prune_at = (m.threads.len() * 2).max(16);
         }
-        m.threads.push(thread.clone());
+        m.threads.push((thread.clone(), generation));
     }
 
     /// The members still running.
     pub(crate) fn live(&self) -> Vec<Thread> {
         let mut m = self.lock();
-        m.threads.retain(|t| !t.is_finished());
-        m.threads.clone()
+        let generation = fork_generation();
+        m.threads
+            .retain(|(t, g)| *g == generation && !t.is_finished());
+        m.threads.iter().map(|(t, _)| t.clone()).collect()
     }
 
     /// Interrupts every member, `except` one, including those spawned meanwhile (module docs).
@@ -229,12 +241,20 @@ impl ThreadSet {
 
 thread_local! {
     /// The group the calling thread belongs to (module docs).
-    static MEMBER_OF: RefCell<Option<Group>> = const { RefCell::new(None) };
+    /// With the fork generation it was set in: in a fork child, the forking thread is in no
+    /// group (module docs, "Fork").
+    static MEMBER_OF: RefCell<Option<(Group, u32)>> = const { RefCell::new(None) };
 }
 
 /// The calling thread's group, if it is a member of one.
 pub(crate) fn current() -> Option<Group> {
-    MEMBER_OF.try_with(|m| m.borrow().clone()).ok().flatten()
+    MEMBER_OF
+        .try_with(|m| match &*m.borrow() {
+            Some((g, generation)) if *generation == fork_generation() => Some(g.clone()),
+            _ => None,
+        })
+        .ok()
+        .flatten()
 }
 
 /// Lists a thread being spawned in its group and in `sets` (its scope's and the enclosing
@@ -259,7 +279,7 @@ where
     let group = group.cloned();
     move || {
         if let Some(g) = group {
-            let _ = MEMBER_OF.try_with(|m| *m.borrow_mut() = Some(g));
+            let _ = MEMBER_OF.try_with(|m| *m.borrow_mut() = Some((g, fork_generation())));
         }
         f()
     }
@@ -294,8 +314,10 @@ struct GroupInner {
 /// # Fork
 ///
 /// A `fork` child can use the groups it inherits, even one that another thread of the parent
-/// was listing or spawning into at the fork. Their members are the parent's threads, which
-/// stayed in the parent: in the child the group lists only the threads spawned into it there.
+/// was listing or spawning into at the fork. A fork starts a new process whose groups are
+/// empty: the parent's members stayed in the parent, and the forking thread, which goes on in
+/// the child, is in no group there (nor are the threads it spawns, unless spawned into one). In
+/// the child a group lists only the threads spawned into it there.
 ///
 /// # Examples
 ///

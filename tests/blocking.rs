@@ -538,3 +538,25 @@ fn an_interrupted_waiter_fails_at_once() {
     });
     assert_eq!(h.join().unwrap(), (true, true, true));
 }
+
+#[test]
+fn regression_wait_timeout_of_duration_max_waits_without_a_deadline() {
+    let task = killable::spawn_blocking(|| 5);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        task.wait_timeout(Duration::MAX)
+    }));
+    assert!(
+        matches!(r, Ok(Ok(true))),
+        "wait_timeout(Duration::MAX) on a task whose job ends must return Ok(true), got {}",
+        match &r {
+            Ok(v) => format!("{v:?}"),
+            Err(p) => format!(
+                "a panic: {:?}",
+                p.downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or(p.downcast_ref::<&str>().copied())
+            ),
+        }
+    );
+    assert_eq!(task.join().unwrap(), 5);
+}
