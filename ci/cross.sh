@@ -109,6 +109,8 @@ skips=(
   "regression_stale_handle_after_fork_signals_nobody|qemu aborts when a threaded guest forks and the child spawns"
   "a_fork_child_gets_a_pool_of_its_own|qemu aborts when a threaded guest forks and the child spawns"
   "regression_a_fork_child_can_spawn_while_the_parent_pool_is_busy|qemu aborts when a threaded guest forks and the child spawns"
+  "regression_a_fork_child_can_use_a_group_a_parent_thread_was_listing|qemu aborts when a threaded guest forks and the child spawns"
+  "regression_a_grandchild_forked_while_its_parent_starts_a_thread_can_spawn|qemu aborts when a threaded guest forks and the child spawns"
   "regression_a_sealed_|seals a thread (seccomp)"
   "stop_stuck_seals|the pool's escalation seals a thread (seccomp)"
   "a_seal_is_recognised|seals a thread (seccomp)"

@@ -132,7 +132,7 @@ use std::future::Future;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -252,6 +252,9 @@ struct Task<T> {
     /// never touches its locks or its worker (module docs, "Fork").
     generation: u32,
     state: Mutex<TaskState<T>>,
+    /// 1 once the job's result is published (after `state` has it), for the waits of
+    /// `BlockingTask::wait` and `join`, which sleep on it.
+    published: AtomicU32,
 }
 
 struct TaskState<T> {
@@ -369,12 +372,130 @@ impl<T> BlockingTask<T> {
     pub fn detach(mut self) {
         self.detached = true;
     }
+
+    /// Waits, killable, until the job has ended; the task is kept, so
+    /// [`join`](BlockingTask::join) or `.await` afterwards returns at once.
+    ///
+    /// This is how a killable thread waits for a task without an executor: an executor's
+    /// `block_on(task)` parks the thread in std's futex, which neither an interrupt nor a seal
+    /// ends, so a thread blocked there cannot be stopped. Here the *calling* thread's interrupt
+    /// ends the wait; the job runs on (drop the task, or [`abort`](BlockingTask::abort) it, to
+    /// interrupt the job too).
+    ///
+    /// # Errors
+    ///
+    /// [`Interrupted`](crate::Interrupted) if the calling thread is interrupted while waiting,
+    /// or is [sealed](crate::Thread::seal).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let waiter = killable::spawn(|| {
+    ///     let task = killable::spawn_blocking(|| killable::sleep(Duration::from_secs(3600)));
+    ///     let waited = task.wait();
+    ///     // Dropping the task aborts its job.
+    ///     waited
+    /// });
+    /// std::thread::sleep(Duration::from_millis(20));
+    /// waiter.interrupt();
+    /// assert!(waiter.join().unwrap().is_err());
+    /// ```
+    pub fn wait(&self) -> Result<(), crate::Interrupted> {
+        while !self.task.is_published() {
+            crate::sync::futex_wait(&self.task.published, 0, None)?;
+        }
+        Ok(())
+    }
+
+    /// Like [`wait`](BlockingTask::wait), for at most `timeout`; returns whether the job has
+    /// ended.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](BlockingTask::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let task = killable::spawn_blocking(|| killable::sleep(Duration::from_secs(3600)));
+    /// assert_eq!(task.wait_timeout(Duration::from_millis(1)).unwrap(), false);
+    /// task.abort();
+    /// assert!(task.wait_timeout(Duration::from_secs(60)).unwrap());
+    /// assert!(task.join().unwrap().is_err());
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, crate::Interrupted> {
+        // A timeout too long for `Instant` waits without a deadline, as `sleep` does.
+        let Some(at) = Instant::now().checked_add(timeout) else {
+            return self.wait().map(|()| true);
+        };
+        let deadline = crate::time::monotonic_timespec(at);
+        while !self.task.is_published() {
+            if !crate::sync::futex_wait(&self.task.published, 0, Some(&deadline))? {
+                return Ok(self.task.is_published());
+            }
+        }
+        Ok(true)
+    }
+
+    /// Waits for the job to end and returns its result, as `.await` would: `Ok` with the job's
+    /// value, or `Err` with its panic payload. Like [`JoinHandle::join`](crate::JoinHandle::join)
+    /// (and an executor's `block_on`), the wait is not killable: on a thread that may have to
+    /// be stopped, [`wait`](BlockingTask::wait) first.
+    ///
+    /// # Panics
+    ///
+    /// If the task already resolved (it was awaited to its end).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let task = killable::spawn_blocking(|| 6 * 7);
+    /// assert_eq!(task.join().unwrap(), 42);
+    /// ```
+    pub fn join(self) -> std::thread::Result<T> {
+        if self.task.foreign() {
+            return self.task.foreign_result();
+        }
+        while self.task.published.load(Ordering::Acquire) == 0 {
+            crate::futex::wait(&self.task.published, 0, None);
+        }
+        let mut st = lock(&self.task.state);
+        assert!(!st.taken, "BlockingTask joined after it resolved");
+        st.taken = true;
+        st.result
+            .take()
+            .expect("a published result is taken only once")
+    }
 }
 
 impl<T> Task<T> {
     /// A fork child's copy of a task created before the fork (its job is the parent's).
     fn foreign(&self) -> bool {
         self.generation != fork_generation()
+    }
+
+    /// What a fork child's copy of a parent's task resolves to: its job runs (or ran) in the
+    /// parent. A result already there at the fork is the child's copy of it; otherwise nothing
+    /// will ever come. `try_lock`: a parent thread may have held the lock at the fork, and
+    /// would never release it here.
+    fn foreign_result(&self) -> std::thread::Result<T> {
+        if let Ok(mut st) = self.state.try_lock()
+            && let Some(r) = st.result.take()
+        {
+            st.taken = true;
+            return r;
+        }
+        Err(Box::new(String::from(
+            "killable::BlockingTask: the job belongs to the parent process of a fork; its \
+             result is not seen in the child",
+        )))
+    }
+
+    /// Whether the result has been published (or, in a fork child's copy, will never be).
+    fn is_published(&self) -> bool {
+        self.foreign() || self.published.load(Ordering::Acquire) != 0
     }
 
     /// Marks the task aborted (under its lock); the worker to interrupt, if the job runs.
@@ -402,20 +523,7 @@ impl<T> Future for BlockingTask<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         if self.task.foreign() {
-            // A copy in a fork child of a task of the parent: its job runs (or ran) in the
-            // parent. A result already there at the fork is the child's copy of it; otherwise
-            // nothing will ever come. `try_lock`: a parent thread may have held the lock at the
-            // fork, and would never release it here.
-            if let Ok(mut st) = self.task.state.try_lock()
-                && let Some(r) = st.result.take()
-            {
-                st.taken = true;
-                return Poll::Ready(r);
-            }
-            return Poll::Ready(Err(Box::new(String::from(
-                "killable::BlockingTask: the job belongs to the parent process of a fork; its \
-                 result is not seen in the child",
-            ))));
+            return Poll::Ready(self.task.foreign_result());
         }
         let mut st = lock(&self.task.state);
         if let Some(r) = st.result.take() {
@@ -579,6 +687,8 @@ impl<T> Task<T> {
             }
         };
         drop_quietly(unclaimed);
+        self.published.store(1, Ordering::Release);
+        crate::futex::wake(&self.published, i32::MAX);
         if let Some(w) = waker {
             // A waker is the executor's code; its panic must not take the pool thread down.
             drop_quietly(panic::catch_unwind(AssertUnwindSafe(|| w.wake())));
@@ -869,6 +979,7 @@ impl BlockingPool {
     {
         let task = Arc::new(Task {
             generation: fork_generation(),
+            published: AtomicU32::new(0),
             state: Mutex::new(TaskState {
                 result: None,
                 waker: None,

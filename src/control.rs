@@ -736,28 +736,69 @@ pub(crate) fn mark_lost(inner: &Inner) {
     }
 }
 
-/// Registers the fork handlers of the control blocks, once per process. Called before any
-/// control block exists (adoption, spawn, the handler's install).
-pub(crate) fn init_fork_handlers() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| register_atfork(prepare, parent, child));
+/// Set once every fork handler of the crate is registered (`register_fork_handlers`).
+static FORK_HANDLERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Registers every fork handler of the crate, in the order their child handlers must run
+/// (`pthread_atfork` runs child handlers in the order of registration): the control blocks'
+/// first, which fix the forking thread's tid and generation, then the registry's, which cleans
+/// its map with them, then the alternate-stack pool's. Returns the first error.
+fn register_fork_handlers() -> Result<(), i32> {
+    register_atfork(prepare, parent, child)?;
+    crate::registry::register_fork_handlers()?;
+    crate::stack::register_fork_handlers()?;
+    FORK_HANDLERS.store(true, Ordering::Release);
+    Ok(())
 }
 
-/// Registers three fork handlers with `pthread_atfork` (here and in `registry.rs`).
+/// Registers the fork handlers as the program is loaded, before `main` and before any thread
+/// exists. Registered later, on first use, a registration races with a `fork` on another
+/// thread: glibc's `fork` holds its handler lock from the prepare handlers to the clone, so
+/// `pthread_atfork` waits inside the registration, and the child copies the registration as
+/// under way, with no thread to finish it; its first use of killable then waits forever. (The
+/// program's loader runs `.init_array`, as for a C constructor; a library loaded with `dlopen`
+/// runs it in `dlopen`.)
+extern "C" fn register_at_load() {
+    // An error (no memory) is reported by `init_fork_handlers`, on first use, where it can panic.
+    let _ = register_fork_handlers();
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_AT_LOAD: extern "C" fn() = register_at_load;
+
+/// Makes sure the fork handlers are registered (they are, from load: `register_at_load`).
+/// Called before any control block, registry entry, pooled stack or set lock exists.
+pub(crate) fn init_fork_handlers() {
+    if FORK_HANDLERS.load(Ordering::Acquire) {
+        return;
+    }
+    // The loader did not run `register_at_load` (or its registration failed): register now.
+    // Naming the static keeps its object file, and with it the `.init_array` entry, in the link.
+    std::hint::black_box(&REGISTER_AT_LOAD);
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(r) = register_fork_handlers() {
+            panic!(
+                "pthread_atfork failed: {}",
+                std::io::Error::from_raw_os_error(r)
+            );
+        }
+    });
+}
+
+/// Registers three fork handlers with `pthread_atfork`; the error number if it fails.
 pub(crate) fn register_atfork(
     prepare: extern "C" fn(),
     parent: extern "C" fn(),
     child: extern "C" fn(),
-) {
+) -> Result<(), i32> {
     // SAFETY: the three handlers are `extern "C"` functions with no arguments that live for the
     // whole program.
-    let r = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
-    assert_eq!(
-        r,
-        0,
-        "pthread_atfork failed: {}",
-        std::io::Error::from_raw_os_error(r)
-    );
+    match unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) } {
+        0 => Ok(()),
+        r => Err(r),
+    }
 }
 
 /// The calling thread's `Inner` in a fork handler, if it has one.
@@ -803,6 +844,17 @@ extern "C" fn child() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// In a process of its own that has run nothing of the crate's, the fork handlers are
+    /// already registered: the loader ran `register_at_load` (a registration on first use could
+    /// race with a fork: see there).
+    #[test]
+    fn the_fork_handlers_are_registered_as_the_program_loads() {
+        let name = "control::tests::the_fork_handlers_are_registered_as_the_program_loads";
+        testkit::in_child(name, std::time::Duration::from_secs(60), || {
+            assert!(FORK_HANDLERS.load(Ordering::Acquire));
+        });
+    }
 
     unsafe extern "C" {
         static killable_c_kill: u32;

@@ -29,15 +29,35 @@
 //! `stop` works in rounds the same way (`shutdown::stop_rounds`): each round escalates on the
 //! members not seen yet and waits for them, and a member spawns its children before it
 //! finishes, so the next listing sees them.
+//!
+//! ## Fork
+//!
+//! `fork` copies only the calling thread, and with it every lock as it was. A list's lock
+//! (`SetLock`) holds the fork generation of its holder's process (`control::fork_generation`,
+//! which each child increments in its fork handler), so a fork child that finds the lock held
+//! by another generation knows the holder stayed in the parent: it takes the lock over and
+//! starts the list afresh, leaking the old one without reading it (the holder may have been in
+//! the middle of changing it). A lock per set cannot be taken in a `pthread_atfork` handler, as
+//! the registry's is (there is no list of all sets, and one would be a second lock to order);
+//! this needs no handler.
+//!
+//! So that the child sees the same sets whether or not a lock was taken over, every entry of a
+//! list, and the group a thread belongs to (`MEMBER_OF`), carries the fork generation it was
+//! made in, and those of another generation do not count: in a fork child, sets hold only the
+//! threads listed there, and the forking thread, though it goes on, is in no group (a fork
+//! starts a new process, and its groups start empty).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, UnsafeCell};
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
+use crate::control::fork_generation;
+use crate::futex;
 use crate::join_handle::JoinHandle;
 use crate::shutdown::{ShutdownReport, stop_rounds};
 use crate::thread::{Thread, ThreadId};
@@ -45,7 +65,7 @@ use crate::thread::{Thread, ThreadId};
 /// A set of threads, as groups and scopes keep them (module docs).
 #[derive(Default)]
 pub(crate) struct ThreadSet {
-    list: Mutex<Members>,
+    list: SetLock,
     /// New members start interrupted (set by a scope that is being stopped: `scope.rs`).
     /// Read by the spawner after it listed the new member, set before a listing: the list's
     /// lock orders the two as for the spawn rule (module docs).
@@ -54,14 +74,110 @@ pub(crate) struct ThreadSet {
 
 #[derive(Default)]
 struct Members {
-    threads: Vec<Thread>,
+    /// Each member with the fork generation it was listed in: a fork child's listings show
+    /// only the threads listed in the child (module docs, "Fork").
+    threads: Vec<(Thread, u32)>,
     /// Prune finished threads when the list reaches this length.
     prune_at: usize,
 }
 
+/// The lock of a `ThreadSet`'s list, which a `fork` child can take even when a thread of the
+/// parent held it at the fork (module docs, "Fork").
+///
+/// The word is 0 when the lock is free; its holder stores `LOCKED`, with `WAITERS` when
+/// someone sleeps on it, and the fork generation of its process above `GENERATION_SHIFT`.
+#[derive(Default)]
+struct SetLock {
+    word: AtomicU32,
+    members: UnsafeCell<Members>,
+}
+
+// SAFETY: `members` is only reached through a `SetGuard`, and the lock's protocol gives one
+// guard at a time (`SetLock::lock`).
+unsafe impl Sync for SetLock {}
+
+const LOCKED: u32 = 1;
+const WAITERS: u32 = 2;
+const GENERATION_SHIFT: u32 = 2;
+
+impl SetLock {
+    fn lock(&self) -> SetGuard<'_> {
+        // The generation counts forks only once the fork handlers are registered.
+        crate::control::init_fork_handlers();
+        let generation = fork_generation() << GENERATION_SHIFT;
+        let mine = generation | LOCKED;
+        loop {
+            let word = self.word.load(Ordering::Relaxed);
+            if word == 0 {
+                if self
+                    .word
+                    .compare_exchange(0, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return SetGuard(self);
+                }
+                continue;
+            }
+            if word & !(LOCKED | WAITERS) != generation {
+                // Held by a thread of the process this one was forked from: it does not exist
+                // here and never unlocks. Take the lock over, and start the list afresh
+                // without reading it (the holder may have stopped in the middle of changing
+                // it): its threads stayed in the parent, and the old list is leaked.
+                if self
+                    .word
+                    .compare_exchange(word, mine, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    // SAFETY: we hold the lock; the old value is overwritten, never read or
+                    // dropped.
+                    unsafe { self.members.get().write(Members::default()) };
+                    return SetGuard(self);
+                }
+                continue;
+            }
+            if word & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(word, word | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            futex::wait(&self.word, word | WAITERS, None);
+        }
+    }
+}
+
+/// Holds a `SetLock` and gives access to its members; unlocks when dropped.
+struct SetGuard<'a>(&'a SetLock);
+
+impl Deref for SetGuard<'_> {
+    type Target = Members;
+
+    fn deref(&self) -> &Members {
+        // SAFETY: the guard holds the lock.
+        unsafe { &*self.0.members.get() }
+    }
+}
+
+impl DerefMut for SetGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Members {
+        // SAFETY: the guard holds the lock, and `&mut self` makes this the only reference.
+        unsafe { &mut *self.0.members.get() }
+    }
+}
+
+impl Drop for SetGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.word.swap(0, Ordering::Release) & WAITERS != 0 {
+            futex::wake(&self.0.word, i32::MAX);
+        }
+    }
+}
+
 impl ThreadSet {
-    fn lock(&self) -> MutexGuard<'_, Members> {
-        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> SetGuard<'_> {
+        self.list.lock()
     }
 
     /// New members start interrupted from now on (see `stopping`).
@@ -77,18 +193,22 @@ impl ThreadSet {
     /// Lists `thread` as a member.
     pub(crate) fn add(&self, thread: &Thread) {
         let mut m = self.lock();
+        let generation = fork_generation();
         if m.threads.len() >= m.prune_at {
-            m.threads.retain(|t| !t.is_finished());
+            m.threads
+                .retain(|(t, g)| *g == generation && !t.is_finished());
             m.prune_at = (m.threads.len() * 2).max(16);
         }
-        m.threads.push(thread.clone());
+        m.threads.push((thread.clone(), generation));
     }
 
     /// The members still running.
     pub(crate) fn live(&self) -> Vec<Thread> {
         let mut m = self.lock();
-        m.threads.retain(|t| !t.is_finished());
-        m.threads.clone()
+        let generation = fork_generation();
+        m.threads
+            .retain(|(t, g)| *g == generation && !t.is_finished());
+        m.threads.iter().map(|(t, _)| t.clone()).collect()
     }
 
     /// Interrupts every member, `except` one, including those spawned meanwhile (module docs).
@@ -121,12 +241,20 @@ impl ThreadSet {
 
 thread_local! {
     /// The group the calling thread belongs to (module docs).
-    static MEMBER_OF: RefCell<Option<Group>> = const { RefCell::new(None) };
+    /// With the fork generation it was set in: in a fork child, the forking thread is in no
+    /// group (module docs, "Fork").
+    static MEMBER_OF: RefCell<Option<(Group, u32)>> = const { RefCell::new(None) };
 }
 
 /// The calling thread's group, if it is a member of one.
 pub(crate) fn current() -> Option<Group> {
-    MEMBER_OF.try_with(|m| m.borrow().clone()).ok().flatten()
+    MEMBER_OF
+        .try_with(|m| match &*m.borrow() {
+            Some((g, generation)) if *generation == fork_generation() => Some(g.clone()),
+            _ => None,
+        })
+        .ok()
+        .flatten()
 }
 
 /// Lists a thread being spawned in its group and in `sets` (its scope's and the enclosing
@@ -151,7 +279,7 @@ where
     let group = group.cloned();
     move || {
         if let Some(g) = group {
-            let _ = MEMBER_OF.try_with(|m| *m.borrow_mut() = Some(g));
+            let _ = MEMBER_OF.try_with(|m| *m.borrow_mut() = Some((g, fork_generation())));
         }
         f()
     }
@@ -178,16 +306,18 @@ struct GroupInner {
 /// member's `spawn_blocking` job is not a member: it runs on a thread shared with everyone, which
 /// a group's stop must not seal for good), and the signal thread of
 /// [`shutdown_on_signals`](crate::shutdown_on_signals). To stop such a job with the group, keep
-/// its [`BlockingTask`](crate::BlockingTask) and abort it (from a thread that is not itself
-/// blocked awaiting it: a member blocked in `block_on(task)` cannot be stopped, since the
-/// executor parks in std's futex), or run the work in a member thread.
+/// its [`BlockingTask`](crate::BlockingTask) and abort it, or run the work in a member thread. A
+/// member waiting for the task must wait with [`BlockingTask::wait`](crate::BlockingTask::wait),
+/// which the stop ends (dropping the task then aborts the job): blocked in an executor's
+/// `block_on(task)`, it cannot be stopped, since the executor parks in std's futex.
 ///
 /// # Fork
 ///
-/// A group's member list is guarded by a std `Mutex` with no fork handler: a `fork` child that
-/// uses a group (`threads`, `interrupt`, `stop`, `spawn`) while another thread of the parent held
-/// that lock at the fork hangs. Use groups in a fork child only if no other thread could have
-/// been using them at the fork.
+/// A `fork` child can use the groups it inherits, even one that another thread of the parent
+/// was listing or spawning into at the fork. A fork starts a new process whose groups are
+/// empty: the parent's members stayed in the parent, and the forking thread, which goes on in
+/// the child, is in no group there (nor are the threads it spawns, unless spawned into one). In
+/// the child a group lists only the threads spawned into it there.
 ///
 /// # Examples
 ///

@@ -24,7 +24,6 @@
 
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
-use std::sync::Once;
 use std::sync::atomic::Ordering;
 
 use crate::control::{Inner, current_ptr, init_fork_handlers, mark_lost, register_atfork};
@@ -57,13 +56,16 @@ fn with_map<R>(f: impl FnOnce(&mut BTreeMap<u64, Thread>) -> R) -> R {
     f(unsafe { &mut *REGISTRY.map.get() })
 }
 
-/// Registers the fork handlers, once per process.
+/// Makes sure the fork handlers are registered (`control::init_fork_handlers`).
 pub(crate) fn init() {
-    // First the control blocks' handlers: pthread_atfork runs child handlers in the order
-    // they were registered, so the forking thread's tid is fixed before the map is cleaned.
     init_fork_handlers();
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| register_atfork(prepare, parent, child));
+}
+
+/// Registers the registry's fork handlers: only `control::register_fork_handlers` calls this,
+/// after the control blocks' (their child handler fixes the forking thread's tid before ours
+/// cleans the map).
+pub(crate) fn register_fork_handlers() -> Result<(), i32> {
+    register_atfork(prepare, parent, child)
 }
 
 extern "C" fn prepare() {

@@ -48,8 +48,8 @@
 //! In a child forked while scoped threads ran, those threads do not exist, and the packets they
 //! hold are never dropped: a child that leaves the scope waits forever, as with std's scope.
 //! A forked child should only call async-signal-safe functions and `_exit` (or `exec`) anyway.
-//! The membership lists are behind a `std` mutex: a child forked while another thread held one
-//! may deadlock if it spawns into the scope or a group.
+//! The membership lists themselves survive a fork: a child forked while another thread held
+//! one takes it over (`group.rs`, "Fork").
 
 use std::any::Any;
 use std::cell::RefCell;

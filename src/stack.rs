@@ -136,10 +136,14 @@ extern "C" fn pool_child() {
     POP.reset_in_child();
 }
 
+/// Registers the pool's fork handlers: only `control::register_fork_handlers` calls this.
+pub(crate) fn register_fork_handlers() -> Result<(), i32> {
+    crate::control::register_atfork(pool_prepare, pool_parent, pool_child)
+}
+
 /// Takes a pooled mapping, if there is one.
 fn pool_take() -> Option<&'static Node> {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| crate::control::register_atfork(pool_prepare, pool_parent, pool_child));
+    crate::control::init_fork_handlers();
     let _pop = POP.guard();
     let mut head = FREE.load(Ordering::Acquire);
     loop {

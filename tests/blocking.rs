@@ -3,7 +3,7 @@
 //! stress.
 
 use std::collections::HashSet;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -460,4 +460,103 @@ fn aborts_at_the_jobs_edge_never_reach_the_next_job() {
     }
     eprintln!("{rounds} rounds: {landed} aborts landed inside the job, {strays} stray interrupts");
     assert_eq!(strays, 0, "{strays} of {rounds} next jobs were interrupted");
+}
+
+/// A killable thread waiting for a task without an executor can be stopped: `wait` ends on the
+/// waiter's interrupt (an executor's `block_on` parks in std's futex, which nothing ends), the
+/// job runs on until the task is dropped, and dropping it aborts the job.
+#[test]
+fn wait_is_killable_and_the_job_runs_on_until_the_task_is_dropped() {
+    let (started_tx, started_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let waiter = killable::spawn(move || {
+        let task = killable::spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            let r = killable::sleep(Duration::from_secs(3600));
+            done_tx.send(r.is_err()).unwrap();
+        });
+        let waited = task.wait();
+        // The waiter was interrupted, not the job.
+        let still_running = !task.is_finished();
+        (waited, still_running)
+    });
+    started_rx.recv_timeout(LIMIT).unwrap();
+    testkit::wait_blocked(waiter.thread());
+    waiter.interrupt();
+    let (waited, still_running) = waiter
+        .join_timeout(LIMIT)
+        .unwrap_or_else(|_| panic!("the interrupted waiter stayed blocked"))
+        .unwrap();
+    assert!(waited.is_err(), "the interrupted wait returned Ok");
+    assert!(still_running, "the job ended with the waiter's interrupt");
+    // The task was dropped as the waiter returned: that aborted the job.
+    assert_eq!(done_rx.recv_timeout(LIMIT), Ok(true));
+}
+
+#[test]
+fn wait_then_join_returns_the_value_and_join_returns_a_panic() {
+    let task = killable::spawn_blocking(|| 6 * 7);
+    task.wait().unwrap();
+    assert!(task.is_finished());
+    assert_eq!(task.join().unwrap(), 42);
+
+    let task = killable::spawn_blocking(|| -> u8 {
+        testkit::panics_on_purpose();
+        panic!("on purpose: job panics")
+    });
+    let payload = task.join().unwrap_err();
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"on purpose: job panics")
+    );
+}
+
+#[test]
+fn wait_timeout_reports_whether_the_job_ended() {
+    let (r, w) = std::io::pipe().unwrap();
+    let task = killable::spawn_blocking(move || {
+        let mut b = [0u8; 1];
+        Interruptible::new(r).read(&mut b).map(|_| b[0])
+    });
+    assert!(!task.wait_timeout(Duration::from_millis(10)).unwrap());
+    (&w).write_all(&[9]).unwrap();
+    assert!(task.wait_timeout(LIMIT).unwrap());
+    assert_eq!(task.join().unwrap().unwrap(), 9);
+}
+
+#[test]
+fn an_interrupted_waiter_fails_at_once() {
+    let h = killable::spawn(|| {
+        let task = killable::spawn_blocking(|| killable::sleep(Duration::from_secs(3600)));
+        killable::current().interrupt();
+        let first = task.wait().is_err();
+        let timed = task.wait_timeout(LIMIT).is_err();
+        task.abort();
+        killable::clear_interrupt();
+        let joined = task.join().unwrap().is_err();
+        (first, timed, joined)
+    });
+    assert_eq!(h.join().unwrap(), (true, true, true));
+}
+
+#[test]
+fn regression_wait_timeout_of_duration_max_waits_without_a_deadline() {
+    let task = killable::spawn_blocking(|| 5);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        task.wait_timeout(Duration::MAX)
+    }));
+    assert!(
+        matches!(r, Ok(Ok(true))),
+        "wait_timeout(Duration::MAX) on a task whose job ends must return Ok(true), got {}",
+        match &r {
+            Ok(v) => format!("{v:?}"),
+            Err(p) => format!(
+                "a panic: {:?}",
+                p.downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or(p.downcast_ref::<&str>().copied())
+            ),
+        }
+    );
+    assert_eq!(task.join().unwrap(), 5);
 }

@@ -182,3 +182,80 @@ fn group_is_clone_send_sync_and_debug() {
     check(&g);
     assert!(format!("{g:?}").contains("traits"));
 }
+
+/// A fork child uses a group whose list another thread of the parent was reading at the fork
+/// (it held the list's lock): the child must not wait for a thread it does not have. With a
+/// plain mutex, children hang; each child ends itself with `alarm` if it does, and counts.
+#[test]
+fn regression_a_fork_child_can_use_a_group_a_parent_thread_was_listing() {
+    testkit::in_child(
+        "regression_a_fork_child_can_use_a_group_a_parent_thread_was_listing",
+        LIMIT,
+        || {
+            let g = killable::Group::new("listed");
+            // Many members, so that listing them holds the lock for a while.
+            let members: Vec<_> = (0..500)
+                .map(|_| {
+                    g.spawn(|| killable::sleep(Duration::from_secs(3600)))
+                        .unwrap()
+                })
+                .collect();
+            let stop = Arc::new(AtomicBool::new(false));
+            let listers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (g, stop) = (g.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        let mut listings = 0u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            listings += g.threads().len() as u64;
+                        }
+                        listings
+                    })
+                })
+                .collect();
+            let (mut hung, mut wrong) = (0, 0);
+            for _ in 0..200 {
+                // SAFETY: the child uses only killable's fork-aware state and glibc's malloc,
+                // and leaves with _exit.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    // SAFETY: alarm only schedules a SIGALRM, which ends a child that hangs.
+                    unsafe { libc::alarm(10) };
+                    // The parent's members stayed in the parent.
+                    let mut ok = g.threads().is_empty();
+                    let h = g
+                        .spawn(|| killable::sleep(Duration::from_secs(3600)))
+                        .unwrap();
+                    ok &= g.threads().len() == 1;
+                    ok &= g.stop(Duration::from_secs(5)).all_stopped();
+                    ok &= h.join().unwrap().is_err();
+                    // SAFETY: leaving the child without running the parent's destructors.
+                    unsafe { libc::_exit(if ok { 0 } else { 3 }) };
+                }
+                let mut status = 0;
+                // SAFETY: waiting for the child forked above.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM {
+                    hung += 1;
+                } else if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+                    wrong += 1;
+                }
+                if hung + wrong > 0 {
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            for l in listers {
+                assert!(l.join().unwrap() > 0, "the listers never listed");
+            }
+            assert!(g.stop(LIMIT).all_stopped());
+            drop(members);
+            assert_eq!(
+                (hung, wrong),
+                (0, 0),
+                "children that hung, children that failed"
+            );
+        },
+    );
+}
