@@ -85,7 +85,6 @@ export KILLABLE_EXPECT_NO_SECCOMP=1
 # Substrings of test names (`--skip` matches substrings), with the reason printed for each.
 skips=(
   "on_signal_installs_once_per_request|seals the test thread (seccomp)"
-  "regression_a_fork_child_keeps_no_sealer_count|seals a thread (seccomp)"
   "regression_a_seal_request_stays_in_the_parent_of_a_fork|seals a thread (seccomp)"
   "regression_seal_denies_|seals a thread (seccomp)"
   "regression_seal_reaches_|seals a thread (seccomp)"

@@ -51,7 +51,7 @@ while read -r bin; do
     # that seal() says so in its error. (Tests that seal in a child, a re-executed copy of the
     # binary, run on the real kernel: valgrind does not follow the child.) Skips match
     # substrings of test names, so they survive a test's module moving.
-    killable-*) args+=(--skip on_signal_installs_once_per_request --skip regression_a_fork_child_keeps_no_sealer_count) ;;
+    killable-*) args+=(--skip on_signal_installs_once_per_request) ;;
     # A C loop that spins holds valgrind's one big lock: the thread that kills it runs only when
     # valgrind switches threads, so a hundred kills take anywhere from seconds to many minutes
     # here. The two repeated-kill tests run natively in `cargo test`; the other kill tests

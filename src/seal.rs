@@ -657,8 +657,6 @@ pub(crate) fn seal_async(this: &Inner) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{Arc, mpsc};
 
     /// Jumps the program no longer emits; the interpreter below still knows them.
     const BPF_JMP_JA: u16 = 0x05;
@@ -1122,76 +1120,39 @@ mod tests {
         assert!(crate::is_interrupt(&io::Error::from(e)));
     }
 
-    fn block_signal(block: bool) {
-        // SAFETY: plain signal-mask calls on the calling thread.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, crate::signal());
-            let how = if block {
-                libc::SIG_BLOCK
-            } else {
-                libc::SIG_UNBLOCK
-            };
-            assert_eq!(libc::pthread_sigmask(how, &set, std::ptr::null_mut()), 0);
-        }
-    }
-
-    /// A thread that blocks killable's signal forks while another thread sleeps in `seal()` on it
-    /// (counted in `seal_waiters`). In the fork child, the forking thread's control block holds
-    /// neither the parent's sealer count nor its request (`forget_in_child`).
+    /// A thread forks while a seal of it is requested and a sealer sleeps on it (the state of
+    /// a thread that blocks killable's signal, set here by hand). In the fork child, the
+    /// forking thread's control block holds neither the parent's sealer count nor its request
+    /// (`forget_in_child`).
     #[test]
     fn regression_a_fork_child_keeps_no_sealer_count_and_no_request() {
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let sealing = Arc::new(AtomicBool::new(false));
-        let s2 = sealing.clone();
-        let h = crate::spawn(move || {
-            block_signal(true);
-            ready_tx.send(()).unwrap();
-            while !s2.load(Ordering::SeqCst) {
-                std::thread::yield_now();
-            }
-            // The sealer spins 200 µs, then sleeps counted in seal_waiters.
-            std::thread::sleep(Duration::from_millis(30));
+        let h = crate::spawn(|| {
             let me = crate::control::current_ptr();
-            // SAFETY: CURRENT points to this thread's live Inner.
+            // SAFETY: CURRENT points to this thread's live `Inner`.
             let ctl = unsafe { &(*me).ctl };
-            let parent = (
-                ctl.seal_waiters.load(Ordering::SeqCst),
-                ctl.seal.load(Ordering::SeqCst),
-            );
+            ctl.seal.store(REQUESTED, Ordering::SeqCst);
+            ctl.seal_waiters.store(1, Ordering::SeqCst);
             // SAFETY: the child only loads two atomics and calls _exit.
             let pid = unsafe { libc::fork() };
             if pid == 0 {
-                let w = ctl.seal_waiters.load(Ordering::SeqCst);
-                let s = ctl.seal.load(Ordering::SeqCst);
-                // SAFETY: _exit in a fork child.
-                unsafe { libc::_exit((w.min(15) | (s.min(15) << 4)) as i32) };
+                let waiters = ctl.seal_waiters.load(Ordering::SeqCst).min(15);
+                let word = ctl.seal.load(Ordering::SeqCst).min(15);
+                // SAFETY: leaves the fork child at once.
+                unsafe { libc::_exit((waiters | word << 4) as i32) };
             }
+            ctl.seal_waiters.store(0, Ordering::SeqCst);
+            ctl.seal.store(NONE, Ordering::SeqCst);
             let mut status = 0;
-            // SAFETY: our own child.
+            // SAFETY: waiting for the child forked above.
             assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-            block_signal(false); // the parent's seal completes now
-            (parent, libc::WEXITSTATUS(status))
+            assert!(libc::WIFEXITED(status), "the fork child died: {status:#x}");
+            libc::WEXITSTATUS(status) as u32
         });
-        ready_rx.recv().unwrap();
-        let t = h.thread().clone();
-        let sealer = std::thread::spawn(move || t.seal());
-        sealing.store(true, Ordering::SeqCst);
-        sealer.join().unwrap().expect("the parent's seal");
-        let (parent, code) = h.join().unwrap();
-        let (child_waiters, child_word) = (code & 15, code >> 4);
-        println!(
-            "parent at fork: seal_waiters {} word {}; fork child: seal_waiters {child_waiters} word {child_word}",
-            parent.0, parent.1
-        );
+        let code = h.join().unwrap();
+        assert_eq!(code & 15, 0, "seal_waiters leaked into the fork child");
         assert_eq!(
-            parent.0, 1,
-            "the sealer was not counted at the fork: the test proves nothing"
-        );
-        assert_eq!(child_waiters, 0, "seal_waiters leaked into the fork child");
-        assert_eq!(
-            child_word as u32, NONE,
+            code >> 4,
+            NONE,
             "the parent's seal request leaked into the fork child"
         );
     }
