@@ -34,13 +34,14 @@
 //! id can be reused. `life` counts the senders in flight (in steps of `SENDER`) and carries an
 //! `EXITED` bit; a sender registers before checking `EXITED` (`with_live_tid`), and an exiting
 //! thread sets `EXITED` and then waits for the in-flight senders to drain before it is allowed
-//! to end. It waits asleep on a futex (on `life` itself, after setting `EXIT_WAITING`), and the
-//! sender that takes the count to zero wakes it. It used to spin with `sched_yield`: when
-//! thousands of threads are stopped at once, the sender (the stopping thread) is often
-//! preempted right after its signal by the very threads it woke, and an exiting thread that
-//! yields in a loop keeps a CPU busy until the sender runs again (in a shutdown of 10,000
-//! threads one such thread was seen yielding for 50 ms). The futex costs a system call only
-//! when a sender really is in flight at that moment. A handle also carries the fork generation its tid was published in: after a `fork`,
+//! to end. It yields a few times (`EXIT_YIELDS`), then waits asleep on a futex (on `life`
+//! itself, after setting `EXIT_WAITING`), and the sender that takes the count to zero wakes it.
+//! It used to yield for as long as it took: when thousands of threads are stopped at once, the
+//! sender (the stopping thread) is often preempted right after its signal by the very threads
+//! it woke, and an exiting thread that yields in a loop keeps a CPU busy until the sender runs
+//! again (in a shutdown of 10,000 threads one such thread was seen yielding for 50 ms). Sleeping
+//! at once costs the sender a wake (a system call) each time, which made a stop of 1,000
+//! threads slower; the few yields first cover the sender that is still running. A handle also carries the fork generation its tid was published in: after a `fork`,
 //! a handle of a thread that stayed in the parent names nobody in the child.
 //!
 //! ## Interrupt callbacks
@@ -95,6 +96,10 @@ const EXITED: u32 = 1;
 const EXIT_WAITING: u32 = 2;
 /// `life`: one sender in flight.
 const SENDER: u32 = 4;
+/// How many times an exiting thread yields to a sender in flight before it sleeps: a sender
+/// that is running leaves within a yield or two, and a wake would cost it a system call; one
+/// that was preempted is waited for asleep (module docs: who may be signalled).
+const EXIT_YIELDS: u32 = 8;
 
 fn next_id() -> NonZeroU64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -591,7 +596,15 @@ impl Control {
     /// itself as it ends.
     pub(crate) fn mark_exited(&self) {
         let mut life = self.life.fetch_or(EXITED, Ordering::SeqCst) | EXITED;
+        let mut yields = 0;
         while life >= SENDER {
+            if yields < EXIT_YIELDS {
+                yields += 1;
+                std::hint::spin_loop();
+                std::thread::yield_now();
+                life = self.life.load(Ordering::SeqCst);
+                continue;
+            }
             // Announce the sleep before taking it; a sender leaving after this sees the bit
             // and wakes us, and one that left before changed the word, so the wait returns
             // at once (module docs: who may be signalled).
