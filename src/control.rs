@@ -41,8 +41,9 @@
 //! it woke, and an exiting thread that yields in a loop keeps a CPU busy until the sender runs
 //! again (in a shutdown of 10,000 threads one such thread was seen yielding for 50 ms). Sleeping
 //! at once costs the sender a wake (a system call) each time, which made a stop of 1,000
-//! threads slower; the few yields first cover the sender that is still running. A handle also carries the fork generation its tid was published in: after a `fork`,
-//! a handle of a thread that stayed in the parent names nobody in the child.
+//! threads slower; the few yields first cover the sender that is still running. A handle also
+//! carries the fork generation its tid was published in: after a `fork`, a handle of a thread
+//! that stayed in the parent names nobody in the child.
 //!
 //! ## Interrupt callbacks
 //!
