@@ -34,8 +34,16 @@
 //! id can be reused. `life` counts the senders in flight (in steps of `SENDER`) and carries an
 //! `EXITED` bit; a sender registers before checking `EXITED` (`with_live_tid`), and an exiting
 //! thread sets `EXITED` and then waits for the in-flight senders to drain before it is allowed
-//! to end. A handle also carries the fork generation its tid was published in: after a `fork`,
-//! a handle of a thread that stayed in the parent names nobody in the child.
+//! to end. It yields a few times (`EXIT_YIELDS`), then waits asleep on a futex (on `life`
+//! itself, after setting `EXIT_WAITING`), and the sender that takes the count to zero wakes it.
+//! It used to yield for as long as it took: when thousands of threads are stopped at once, the
+//! sender (the stopping thread) is often preempted right after its signal by the very threads
+//! it woke, and an exiting thread that yields in a loop keeps a CPU busy until the sender runs
+//! again (in a shutdown of 10,000 threads one such thread was seen yielding for 50 ms). Sleeping
+//! at once costs the sender a wake (a system call) each time, which made a stop of 1,000
+//! threads slower; the few yields first cover the sender that is still running. A handle also
+//! carries the fork generation its tid was published in: after a `fork`, a handle of a thread
+//! that stayed in the parent names nobody in the child.
 //!
 //! ## Interrupt callbacks
 //!
@@ -84,8 +92,15 @@ const DEFER_ONE: u32 = 0x100;
 
 /// `life`: the thread has ended (or is ending); no more signals may be sent to its tid.
 const EXITED: u32 = 1;
+/// `life`: the exiting thread sleeps on `life` until the senders in flight have gone; the last
+/// one wakes it.
+const EXIT_WAITING: u32 = 2;
 /// `life`: one sender in flight.
-const SENDER: u32 = 2;
+const SENDER: u32 = 4;
+/// How many times an exiting thread yields to a sender in flight before it sleeps: a sender
+/// that is running leaves within a yield or two, and a wake would cost it a system call; one
+/// that was preempted is waited for asleep (module docs: who may be signalled).
+const EXIT_YIELDS: u32 = 8;
 
 fn next_id() -> NonZeroU64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -585,10 +600,38 @@ impl Control {
     /// Marks the thread as ended and waits for senders already in flight. Called by the thread
     /// itself as it ends.
     pub(crate) fn mark_exited(&self) {
-        self.life.fetch_or(EXITED, Ordering::SeqCst);
-        while self.life.load(Ordering::SeqCst) >= SENDER {
-            std::hint::spin_loop();
-            std::thread::yield_now();
+        let mut life = self.life.fetch_or(EXITED, Ordering::SeqCst) | EXITED;
+        let mut yields = 0;
+        while life >= SENDER {
+            if yields < EXIT_YIELDS {
+                yields += 1;
+                std::hint::spin_loop();
+                std::thread::yield_now();
+                life = self.life.load(Ordering::SeqCst);
+                continue;
+            }
+            // Announce the sleep before taking it; a sender leaving after this sees the bit
+            // and wakes us, and one that left before changed the word, so the wait returns
+            // at once (module docs: who may be signalled).
+            life = self.life.fetch_or(EXIT_WAITING, Ordering::SeqCst) | EXIT_WAITING;
+            if life >= SENDER {
+                futex::wait(&self.life, life, None);
+                life = self.life.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Unregisters a sender (`with_live_tid`), waking the exiting thread if it was the last
+    /// one it waits for.
+    fn sender_done(&self) {
+        let after = self
+            .life
+            .fetch_sub(SENDER, Ordering::SeqCst)
+            .wrapping_sub(SENDER);
+        if after < SENDER && after & EXIT_WAITING != 0 {
+            // The caller holds a `Thread` (or `Inner`) reference, so `life` is still
+            // allocated even if the woken thread is gone by the time the wake runs.
+            futex::wake(&self.life, i32::MAX);
         }
     }
 
@@ -618,7 +661,7 @@ pub(crate) fn with_live_tid<R>(inner: &Inner, f: impl FnOnce(libc::pid_t) -> R) 
     // `tid` belongs to a thread of this process that cannot finish exiting while we are
     // registered as a sender (`Control::mark_exited` waits for us).
     let r = (before & EXITED == 0).then(|| f(tid));
-    inner.ctl.life.fetch_sub(SENDER, Ordering::SeqCst);
+    inner.ctl.sender_done();
     r
 }
 
@@ -881,5 +924,39 @@ mod tests {
             DEFER_ONE,
             "requests sit below the deferral count"
         );
+    }
+
+    /// A thread pinned by a sender (`with_live_tid`) does not finish while the sender is in
+    /// flight: it sleeps (`EXIT_WAITING`), and the sender's exit wakes it.
+    #[test]
+    fn an_exiting_thread_sleeps_until_the_sender_in_flight_leaves() {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let h = crate::spawn(move || {
+            let _ = wait.recv();
+        });
+        let inner = h.thread().inner.clone();
+        inner.wait_tid();
+        let pinned = with_live_tid(&inner, |tid| {
+            go.send(()).unwrap();
+            let t = std::time::Instant::now();
+            while inner.ctl.life.load(Ordering::SeqCst) & EXIT_WAITING == 0 {
+                assert!(t.elapsed().as_secs() < 30, "the thread never waited for us");
+                std::thread::yield_now();
+            }
+            // Asleep, and so neither finished nor able to let its tid be reused.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(inner.done_state(), RUNNING);
+            tid
+        });
+        assert!(pinned.is_some());
+        let deadline = crate::time::monotonic_timespec(
+            std::time::Instant::now() + std::time::Duration::from_secs(30),
+        );
+        assert!(
+            inner.wait_done(Some(&deadline)),
+            "the last sender did not wake the exiting thread"
+        );
+        h.join().unwrap();
+        assert!(with_live_tid(&inner, |_| ()).is_none());
     }
 }

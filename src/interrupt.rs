@@ -278,15 +278,17 @@ pub(crate) fn thread_is_interrupted(this: &Inner) -> bool {
 
 /// Sends killable's signal to the thread, if it is (still) running.
 pub(crate) fn send(inner: &Inner, sig: libc::c_int) -> io::Result<()> {
-    match with_live_tid(inner, |tid| crate::signal::send_marked(tid, sig)) {
-        Some(r) if r != 0 => {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ESRCH) {
-                Ok(())
-            } else {
-                Err(e)
-            }
+    // The error is read inside the closure, right after the call: `with_live_tid` may make a
+    // system call of its own (a wake) on the way out.
+    let sent = with_live_tid(inner, |tid| {
+        if crate::signal::send_marked(tid, sig) != 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         }
+    });
+    match sent {
+        Some(Err(e)) if e.raw_os_error() != Some(libc::ESRCH) => Err(e),
         // Sent; or not started yet (its first check sees the bit, and `seal::on_start` the
         // seal request); or gone.
         _ => Ok(()),

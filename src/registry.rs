@@ -108,6 +108,11 @@ pub(crate) fn release(inner: &Inner) {
     }
 }
 
+/// The listed threads for which `keep` is true, cloned under the lock (`shutdown`'s rounds).
+pub(crate) fn collect(mut keep: impl FnMut(&Thread) -> bool) -> Vec<Thread> {
+    with_map(|m| m.values().filter(|t| keep(t)).cloned().collect())
+}
+
 /// A snapshot of one managed thread, as returned by [`threads`].
 ///
 /// # Examples

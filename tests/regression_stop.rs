@@ -366,3 +366,43 @@ fn regression_shutdown_reaches_a_worker_a_daemon_spawns_during_it() {
         },
     );
 }
+
+/// `shutdown` collects its targets under the registry lock (cloning only the threads it will
+/// stop): every live non-daemon thread is in the report exactly once, and neither daemons nor
+/// threads that finished but were not joined yet are, with hundreds of threads listed.
+#[test]
+fn regression_shutdown_reports_each_live_worker_once_and_no_daemon_or_finished_thread() {
+    in_child(
+        "regression_shutdown_reports_each_live_worker_once_and_no_daemon_or_finished_thread",
+        Duration::from_secs(120),
+        || {
+            let sleep = || killable::sleep(Duration::from_secs(3600)).is_err();
+            let workers: Vec<_> = (0..300).map(|_| killable::spawn(sleep)).collect();
+            let daemons: Vec<_> = (0..3)
+                .map(|_| killable::Builder::new().daemon(true).spawn(sleep).unwrap())
+                .collect();
+            let finished: Vec<_> = (0..5).map(|_| killable::spawn(|| true)).collect();
+            for h in &finished {
+                wait_until(Duration::from_secs(30), "a thread to finish", || {
+                    h.is_finished()
+                });
+            }
+            let report = killable::shutdown(Duration::from_secs(30));
+            assert!(report.all_stopped(), "{report}");
+            let mut reported: Vec<_> = report.outcomes().iter().map(|o| o.thread().id()).collect();
+            reported.sort();
+            let mut expected: Vec<_> = workers.iter().map(|h| h.thread().id()).collect();
+            expected.sort();
+            assert_eq!(reported, expected, "each live worker once, nothing else");
+            for h in workers {
+                assert!(h.join().unwrap(), "a worker was not interrupted");
+            }
+            for h in &daemons {
+                assert!(!h.is_finished(), "a daemon was stopped");
+            }
+            for h in finished {
+                assert!(h.join().unwrap());
+            }
+        },
+    );
+}

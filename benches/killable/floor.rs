@@ -28,7 +28,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
 /// `shutdown` of 1,000 blocked threads against the bare-pthread floor: alternating pairs after
 /// one warm-up of each (so both sides are equally warm: killable's pooled alternate stacks,
 /// glibc's cached thread stacks), median of the pairwise ratios.
-fn mass_stop_pairs(opts: &Opts, report: &mut Report) {
+pub fn mass_stop_pairs(opts: &Opts, report: &mut Report) {
     let rounds = if opts.quick { 9 } else { 15 };
     let ms = |f: fn(usize) -> f64| move || Duration::from_secs_f64(f(1_000) / 1e3);
     let pairs = paired(rounds, ms(mass_stop), ms(mass_stop_raw));

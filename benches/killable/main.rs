@@ -1,4 +1,4 @@
-//! killable's benchmarks: `cargo bench --bench killable [-- [reliability | blocking] --quick] [--json]`.
+//! killable's benchmarks: `cargo bench --bench killable [-- [reliability | blocking | mpsc | massstop] --quick] [--json]`.
 //!
 //! Every figure that compares killable with something else is a ratio measured side by side in
 //! one run: the two variants alternate, round after round, and the figure is the median of the
@@ -65,6 +65,16 @@ fn main() {
     // `-- mpsc`: the channel figure alone.
     if args.iter().any(|a| a == "mpsc") {
         mpsc::run(&opts, &mut report);
+        report.print_table();
+        if json {
+            println!("{}", report.json());
+        }
+        return;
+    }
+    // `-- massstop`: the mass-stop figures alone (the scaling rounds and the 1,000-thread pairs).
+    if args.iter().any(|a| a == "massstop") {
+        stop::mass_stop_scaling(&opts, &mut report);
+        floor::mass_stop_pairs(&opts, &mut report);
         report.print_table();
         if json {
             println!("{}", report.json());

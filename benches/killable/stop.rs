@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use testkit::demo::killable_demo_spin;
 
 use crate::Opts;
-use crate::report::{Report, percentile};
+use crate::report::{Report, median, percentile};
 
 fn now_ns(base: Instant) -> u64 {
     base.elapsed().as_nanos() as u64
@@ -209,8 +209,38 @@ pub fn run(opts: &Opts, report: &mut Report) {
         seccomp_attach_linear(opts),
         "for comparison: attaching a linear filter of 31 comparisons (the naive seal), median",
     );
-    let m1 = mass_stop(1_000);
-    let r1 = mass_stop_raw(1_000);
+    mass_stop_scaling(opts, report);
+}
+
+/// `shutdown` of 1,000 and of 10,000 blocked threads, and the same for the bare-pthread floor,
+/// in rounds that run the four one after another (the order turning round every round, after
+/// one warm-up of each), so that a noisy neighbour or a warmer cache weighs on all four alike.
+/// The `_ms` figures are medians over the rounds; the scalings are medians of each round's own
+/// 10,000 / 1,000 ratio, which compares sizes measured seconds apart rather than a minute.
+pub fn mass_stop_scaling(opts: &Opts, report: &mut Report) {
+    let rounds = if opts.quick { 5 } else { 7 };
+    let runs: [fn() -> f64; 4] = [
+        || mass_stop(1_000),
+        || mass_stop_raw(1_000),
+        || mass_stop(10_000),
+        || mass_stop_raw(10_000),
+    ];
+    for run in runs {
+        run();
+    }
+    let mut ms: [Vec<f64>; 4] = Default::default();
+    for round in 0..rounds {
+        for k in 0..4 {
+            let k = if round % 2 == 0 { k } else { 3 - k };
+            ms[k].push(runs[k]());
+        }
+    }
+    let per_round = |f: &dyn Fn(usize) -> f64| median(&mut (0..rounds).map(f).collect::<Vec<_>>());
+    let scaling = per_round(&|r| ms[2][r] / ms[0][r]);
+    let raw_scaling = per_round(&|r| ms[3][r] / ms[1][r]);
+    let relative = per_round(&|r| (ms[2][r] / ms[0][r]) / (ms[3][r] / ms[1][r]));
+    let ratio_10000 = per_round(&|r| ms[2][r] / ms[3][r]);
+    let [m1, r1, m10, r10] = ms.map(|mut v| median(&mut v));
     report.figure(
         "mass_stop_1000_ms",
         m1,
@@ -221,8 +251,6 @@ pub fn run(opts: &Opts, report: &mut Report) {
         r1,
         "floor: 1,000 bare pthreads woken by pthread_kill and joined",
     );
-    let m10 = mass_stop(10_000);
-    let r10 = mass_stop_raw(10_000);
     report.figure("mass_stop_10000_ms", m10, "same with 10,000 threads");
     report.figure(
         "mass_stop_raw_10000_ms",
@@ -231,12 +259,26 @@ pub fn run(opts: &Opts, report: &mut Report) {
     );
     report.figure(
         "mass_stop_scaling",
-        m10 / m1,
-        "10,000 / 1,000 (target <= 10)",
+        scaling,
+        "10,000 / 1,000 (target <= 10), median of the rounds' own ratios",
     );
     report.figure(
         "mass_stop_raw_scaling",
-        r10 / r1,
+        raw_scaling,
         "the same ratio for the bare-pthread floor",
+    );
+    report.figure(
+        "mass_stop_scaling_ratio",
+        relative,
+        "mass_stop_scaling / mass_stop_raw_scaling, median of the rounds' (target <= 1)",
+    );
+    report.figure(
+        "mass_stop_10000_ratio",
+        ratio_10000,
+        "shutdown of 10,000 blocked threads / the floor, median of the rounds' ratios",
+    );
+    report.note(
+        "mass stop (rounds)",
+        format!("{rounds} rounds of 1,000 and 10,000 threads, each against its floor"),
     );
 }
