@@ -24,6 +24,9 @@ pub struct Opts {
     pub quick: bool,
 }
 
+/// A part of the benchmark that `-- <name>` runs alone.
+type Part = fn(&Opts, &mut Report);
+
 fn main() {
     // The forged-signal run re-executes this program as the sending child.
     if let Ok(spec) = std::env::var(forge::CHILD_ENV) {
@@ -37,44 +40,24 @@ fn main() {
     let mut report = Report::default();
     let started = std::time::Instant::now();
 
-    if args.iter().any(|a| a == "reliability") {
-        reliability::run(&opts, &mut report);
-        report.print_table();
-        if json {
-            println!("{}", report.json());
-        }
-        return;
-    }
-    if args.iter().any(|a| a == "blocking") {
-        blocking::run(&opts, &mut report);
-        report.print_table();
-        if json {
-            println!("{}", report.json());
-        }
-        return;
-    }
-    // `-- seal`: the seal against its floor alone.
-    if args.iter().any(|a| a == "seal") {
-        floor::seal_floor(&opts, &mut report);
-        report.print_table();
-        if json {
-            println!("{}", report.json());
-        }
-        return;
-    }
-    // `-- mpsc`: the channel figure alone.
-    if args.iter().any(|a| a == "mpsc") {
-        mpsc::run(&opts, &mut report);
-        report.print_table();
-        if json {
-            println!("{}", report.json());
-        }
-        return;
-    }
-    // `-- massstop`: the mass-stop figures alone (the scaling rounds and the 1,000-thread pairs).
-    if args.iter().any(|a| a == "massstop") {
-        stop::mass_stop_scaling(&opts, &mut report);
-        floor::mass_stop_pairs(&opts, &mut report);
+    // A part run alone: `-- reliability`, `-- blocking`, `-- seal` (the seal against its
+    // floor), `-- mpsc` (the channel figure), `-- massstop` (the scaling rounds and the
+    // 1,000-thread pairs).
+    let parts: [(&str, Part); 5] = [
+        ("reliability", reliability::run),
+        ("blocking", blocking::run),
+        ("seal", floor::seal_floor),
+        ("mpsc", mpsc::run),
+        ("massstop", |opts, report| {
+            stop::mass_stop_scaling(opts, report);
+            floor::mass_stop_pairs(opts, report);
+        }),
+    ];
+    if let Some((_, run)) = parts
+        .iter()
+        .find(|(name, _)| args.iter().any(|a| a == name))
+    {
+        run(&opts, &mut report);
         report.print_table();
         if json {
             println!("{}", report.json());
