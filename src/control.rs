@@ -959,4 +959,39 @@ mod tests {
         h.join().unwrap();
         assert!(with_live_tid(&inner, |_| ()).is_none());
     }
+
+    /// Once an exiting thread that slept (`EXIT_WAITING`) has finished, a sender to it makes no
+    /// system call: nobody sleeps on `life` any more, so `sender_done` must not wake it. The
+    /// bit was left set, so every later `with_live_tid` (an `interrupt`, `stop`, `seal` or
+    /// `diagnose` of the finished thread) made a `futex` wake that could wake nobody.
+    #[test]
+    fn regression_a_finished_thread_that_slept_costs_its_later_senders_no_wake() {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let h = crate::spawn(move || {
+            let _ = wait.recv();
+        });
+        let inner = h.thread().inner.clone();
+        inner.wait_tid();
+        let pinned = with_live_tid(&inner, |_| {
+            go.send(()).unwrap();
+            let t = std::time::Instant::now();
+            while inner.ctl.life.load(Ordering::SeqCst) & EXIT_WAITING == 0 {
+                assert!(t.elapsed().as_secs() < 30, "the thread never waited for us");
+                std::thread::yield_now();
+            }
+        });
+        assert!(pinned.is_some());
+        h.join().unwrap();
+        // What strace shows as a futex(FUTEX_WAKE_PRIVATE) per call:
+        for _ in 0..1000 {
+            assert!(with_live_tid(&inner, |_| ()).is_none());
+        }
+        let life = inner.ctl.life.load(Ordering::SeqCst);
+        println!("life of the finished thread: {life:#x}");
+        assert_eq!(
+            life & EXIT_WAITING,
+            0,
+            "a finished thread still asks every sender to wake it"
+        );
+    }
 }
