@@ -94,3 +94,85 @@ fn regression_an_exiting_thread_neither_escapes_nor_outsleeps_its_senders() {
         },
     );
 }
+
+/// A killable thread forks while two diagnosers keep its tid pinned (`diagnose`): the count of
+/// senders in flight is copied into the child, where those senders do not exist. The child's
+/// copy of the thread must still be able to end (its `mark_exited` must not wait for senders of
+/// the parent): the child returns from the closure, runs the exit protocol and, being the last
+/// thread of the child, ends the child with status 0.
+#[test]
+fn regression_a_thread_that_forks_while_pinned_can_end_in_the_child() {
+    in_child(
+        "regression_a_thread_that_forks_while_pinned_can_end_in_the_child",
+        Duration::from_secs(200),
+        || {
+            const FORKS: usize = 100;
+            let me: Arc<std::sync::Mutex<Option<killable::Thread>>> = Default::default();
+            let stop = Arc::new(AtomicBool::new(false));
+            let helpers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (me, stop) = (me.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let t = me.lock().unwrap().clone();
+                            match t {
+                                Some(t) => drop(t.diagnose()),
+                                None => std::thread::yield_now(),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut hung = 0;
+            for _ in 0..FORKS {
+                let me2 = me.clone();
+                let h = killable::spawn(move || {
+                    *me2.lock().unwrap() = Some(killable::current());
+                    // Let the diagnosers get going on us.
+                    std::thread::sleep(Duration::from_millis(2));
+                    // SAFETY: the child only returns from this closure (no allocation before).
+                    let pid = unsafe { libc::fork() };
+                    assert!(pid >= 0);
+                    if pid == 0 {
+                        // Child: end this thread (the child's only one) through killable's
+                        // exit protocol; the child exits with status 0 when it is gone.
+                        return -1;
+                    }
+                    *me2.lock().unwrap() = None;
+                    pid
+                });
+                let pid = h.join().unwrap();
+                if pid == -1 {
+                    // Only in the forked child: we never get here (the thread has ended).
+                    unreachable!();
+                }
+                let mut status = 0;
+                let mut done = false;
+                for _ in 0..1000 {
+                    // SAFETY: `pid` is our child; `status` is a live local.
+                    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                    if r == pid {
+                        done = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if !done {
+                    hung += 1;
+                    // SAFETY: our child, not reaped yet.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                        libc::waitpid(pid, &mut status, 0);
+                    }
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            for h in helpers {
+                h.join().unwrap();
+            }
+            println!("forks {FORKS}, children that could not end {hung}");
+            assert_eq!(hung, 0, "a forked child's thread waited for senders of the parent");
+        },
+    );
+}
