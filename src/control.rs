@@ -962,8 +962,9 @@ mod tests {
 
     /// Once an exiting thread that slept (`EXIT_WAITING`) has finished, a sender to it makes no
     /// system call: nobody sleeps on `life` any more, so `sender_done` must not wake it. The
-    /// bit was left set, so every later `with_live_tid` (an `interrupt`, `stop`, `seal` or
-    /// `diagnose` of the finished thread) made a `futex` wake that could wake nobody.
+    /// bit was left set, so every later `with_live_tid` made a `futex` wake that could wake
+    /// nobody: `Thread::affinity` of the finished thread, and any sender (interrupt, seal,
+    /// diagnose) that passed its `done_state` check before the thread stored `FINISHED`.
     #[test]
     fn regression_a_finished_thread_that_slept_costs_its_later_senders_no_wake() {
         let (go, wait) = std::sync::mpsc::channel::<()>();
