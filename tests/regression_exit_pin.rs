@@ -90,7 +90,10 @@ fn regression_an_exiting_thread_neither_escapes_nor_outsleeps_its_senders() {
                 pinned_reads.load(Ordering::Relaxed)
             );
             assert_eq!(hung, 0, "an exiting thread slept past its last sender");
-            assert_eq!(escaped, 0, "a thread finished while a sender had its tid pinned");
+            assert_eq!(
+                escaped, 0,
+                "a thread finished while a sender had its tid pinned"
+            );
         },
     );
 }
@@ -172,7 +175,10 @@ fn regression_a_thread_that_forks_while_pinned_can_end_in_the_child() {
                 h.join().unwrap();
             }
             println!("forks {FORKS}, children that could not end {hung}");
-            assert_eq!(hung, 0, "a forked child's thread waited for senders of the parent");
+            assert_eq!(
+                hung, 0,
+                "a forked child's thread waited for senders of the parent"
+            );
         },
     );
 }
