@@ -619,6 +619,11 @@ impl Control {
                 life = self.life.load(Ordering::SeqCst);
             }
         }
+        if life & EXIT_WAITING != 0 {
+            // Nobody sleeps on `life` any more: later senders (which see `EXITED` and do
+            // nothing) need not wake anyone. The mask leaves their count alone.
+            self.life.fetch_and(!EXIT_WAITING, Ordering::SeqCst);
+        }
     }
 
     /// Unregisters a sender (`with_live_tid`), waking the exiting thread if it was the last

@@ -263,9 +263,12 @@ pub(crate) fn stop_rounds(
     let mut gave_up = false;
     loop {
         let listed = targets();
-        // Sized once: at 10,000 threads, growing the set step by step rehashes it again and
-        // again while no signal has been sent yet.
-        seen.reserve(listed.len());
+        // Sized by the first listing: at 10,000 threads, growing the set step by step rehashes
+        // it again and again while no signal has been sent yet. (Later listings hold mostly
+        // threads already seen.)
+        if seen.is_empty() {
+            seen.reserve(listed.len());
+        }
         let round: Vec<Thread> = listed.into_iter().filter(|t| seen.insert(t.id())).collect();
         if round.is_empty() {
             break;
