@@ -860,6 +860,7 @@ fn regression_thread_spawned_during_a_seal_is_sealed() {
                 // SAFETY: sigset operations on a local set; blocks killable's signal for this
                 // thread only.
                 let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+                // SAFETY: as above.
                 unsafe {
                     libc::sigemptyset(&mut set);
                     libc::sigaddset(&mut set, killable::signal());
