@@ -910,10 +910,9 @@ impl BlockingPoolBuilder {
                 "the pool's thread name contains a NUL byte",
             ));
         }
-        // The fork generation counts forks only once the fork handlers are registered; and
-        // registered now, they are not being registered by a worker's creation when another
-        // thread forks (a `Once` caught running at a fork never completes in the child).
-        crate::registry::init();
+        // The fork generation counts forks only once the fork handlers are registered (they
+        // are, from the program's load: `control::init_fork_handlers`).
+        crate::control::init_fork_handlers();
         let shared = Arc::new(Shared::new(self));
         Ok(BlockingPool {
             _handle: Arc::new(Handle(shared.clone())),

@@ -39,7 +39,7 @@
 //! It used to yield for as long as it took: when thousands of threads are stopped at once, the
 //! sender (the stopping thread) is often preempted right after its signal by the very threads
 //! it woke, and an exiting thread that yields in a loop keeps a CPU busy until the sender runs
-//! again (in a shutdown of 10,000 threads one such thread was seen yielding for 50 ms). Sleeping
+//! again (in a shutdown of 10,000 threads one such thread was seen yielding for 54 ms). Sleeping
 //! at once costs the sender a wake (a system call) each time, which made a stop of 1,000
 //! threads slower; the few yields first cover the sender that is still running. A handle also
 //! carries the fork generation its tid was published in: after a `fork`, a handle of a thread
@@ -933,27 +933,35 @@ mod tests {
 
     /// A thread pinned by a sender (`with_live_tid`) does not finish while the sender is in
     /// flight: it sleeps (`EXIT_WAITING`), and the sender's exit wakes it.
-    #[test]
-    fn an_exiting_thread_sleeps_until_the_sender_in_flight_leaves() {
+    /// Spawns a thread that ends when told, pins it (`with_live_tid`), tells it to end, and
+    /// runs `asleep` once it sleeps waiting for the pin to go (`EXIT_WAITING`); then unpins it.
+    fn pinned_until_it_sleeps(asleep: impl FnOnce(&Inner)) -> (crate::JoinHandle<()>, Arc<Inner>) {
         let (go, wait) = std::sync::mpsc::channel::<()>();
         let h = crate::spawn(move || {
             let _ = wait.recv();
         });
         let inner = h.thread().inner.clone();
         inner.wait_tid();
-        let pinned = with_live_tid(&inner, |tid| {
+        let pinned = with_live_tid(&inner, |_| {
             go.send(()).unwrap();
             let t = std::time::Instant::now();
             while inner.ctl.life.load(Ordering::SeqCst) & EXIT_WAITING == 0 {
                 assert!(t.elapsed().as_secs() < 30, "the thread never waited for us");
                 std::thread::yield_now();
             }
+            asleep(&inner);
+        });
+        assert!(pinned.is_some());
+        (h, inner)
+    }
+
+    #[test]
+    fn an_exiting_thread_sleeps_until_the_sender_in_flight_leaves() {
+        let (h, inner) = pinned_until_it_sleeps(|inner| {
             // Asleep, and so neither finished nor able to let its tid be reused.
             std::thread::sleep(std::time::Duration::from_millis(50));
             assert_eq!(inner.done_state(), RUNNING);
-            tid
         });
-        assert!(pinned.is_some());
         let deadline = crate::time::monotonic_timespec(
             std::time::Instant::now() + std::time::Duration::from_secs(30),
         );
@@ -972,21 +980,7 @@ mod tests {
     /// diagnose) that passed its `done_state` check before the thread stored `FINISHED`.
     #[test]
     fn regression_a_finished_thread_that_slept_costs_its_later_senders_no_wake() {
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let h = crate::spawn(move || {
-            let _ = wait.recv();
-        });
-        let inner = h.thread().inner.clone();
-        inner.wait_tid();
-        let pinned = with_live_tid(&inner, |_| {
-            go.send(()).unwrap();
-            let t = std::time::Instant::now();
-            while inner.ctl.life.load(Ordering::SeqCst) & EXIT_WAITING == 0 {
-                assert!(t.elapsed().as_secs() < 30, "the thread never waited for us");
-                std::thread::yield_now();
-            }
-        });
-        assert!(pinned.is_some());
+        let (h, inner) = pinned_until_it_sleeps(|_| {});
         h.join().unwrap();
         // What strace shows as a futex(FUTEX_WAKE_PRIVATE) per call:
         for _ in 0..1000 {

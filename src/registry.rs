@@ -26,7 +26,7 @@ use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use crate::control::{Inner, current_ptr, init_fork_handlers, mark_lost, register_atfork};
+use crate::control::{Inner, current_ptr, mark_lost, register_atfork};
 use crate::futex::RawLock;
 use crate::thread::Thread;
 
@@ -54,11 +54,6 @@ fn with_map<R>(f: impl FnOnce(&mut BTreeMap<u64, Thread>) -> R) -> R {
     let _unlock = Unlock;
     // SAFETY: the lock is held until `_unlock` drops, so this is the only reference.
     f(unsafe { &mut *REGISTRY.map.get() })
-}
-
-/// Makes sure the fork handlers are registered (`control::init_fork_handlers`).
-pub(crate) fn init() {
-    init_fork_handlers();
 }
 
 /// Registers the registry's fork handlers: only `control::register_fork_handlers` calls this,
@@ -96,7 +91,7 @@ extern "C" fn child() {
 }
 
 pub(crate) fn insert(thread: &Thread) {
-    init();
+    crate::control::init_fork_handlers();
     with_map(|m| m.insert(thread.inner.id.get(), thread.clone()));
 }
 

@@ -658,9 +658,6 @@ pub(crate) fn seal_async(this: &Inner) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// Jumps the program no longer emits; the interpreter below still knows them.
-    const BPF_JMP_JA: u16 = 0x05;
-    const BPF_JMP_JGE_K: u16 = 0x05 | 0x30;
     const DENY: u32 = SECCOMP_RET_ERRNO | libc::ECANCELED as u32;
     const ALLOW: u32 = SECCOMP_RET_ALLOW;
     const AUDIT_ARCH_I386: u32 = 0x4000_0003;
@@ -700,9 +697,7 @@ mod tests {
                     acc = u32::from_le_bytes(d[k..k + 4].try_into().unwrap());
                 }
                 BPF_MISC_TAX => {}
-                BPF_JMP_JA => pc += i.k as usize,
                 BPF_JMP_JEQ_K => pc += if acc == i.k { i.jt } else { i.jf } as usize,
-                BPF_JMP_JGE_K => pc += if acc >= i.k { i.jt } else { i.jf } as usize,
                 BPF_JMP_JSET_K => pc += if acc & i.k != 0 { i.jt } else { i.jf } as usize,
                 BPF_RET_K => return i.k,
                 other => panic!("unexpected opcode {other:#x}"),
@@ -1010,10 +1005,7 @@ mod tests {
             let next = |off: usize| longest[pc + 1 + off];
             longest[pc] = 1 + match i.code {
                 BPF_RET_K => 0,
-                BPF_JMP_JA => next(i.k as usize),
-                BPF_JMP_JEQ_K | BPF_JMP_JGE_K | BPF_JMP_JSET_K => {
-                    next(i.jt as usize).max(next(i.jf as usize))
-                }
+                BPF_JMP_JEQ_K | BPF_JMP_JSET_K => next(i.jt as usize).max(next(i.jf as usize)),
                 _ => next(0),
             };
         }

@@ -171,31 +171,6 @@ fn edge_child() -> ! {
     static READY: AtomicBool = AtomicBool::new(false);
     static RELEASE: AtomicBool = AtomicBool::new(false);
 
-    fn stack_low() -> usize {
-        // SAFETY: pthread_attr_t is plain data, initialised by pthread_getattr_np.
-        unsafe {
-            let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-            assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
-            let (mut addr, mut size) = (std::ptr::null_mut(), 0);
-            libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-            libc::pthread_attr_destroy(&mut attr);
-            addr as usize
-        }
-    }
-
-    /// Whether the thread's own pending set (`SigPnd`) holds `sig`; an ended thread has none.
-    fn pending(tid: libc::pid_t, sig: libc::c_int) -> bool {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else {
-            return false;
-        };
-        let mask = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigPnd:"))
-            .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
-            .unwrap();
-        mask & (1 << (sig - 1)) != 0
-    }
-
     fn descend(low: usize) {
         let buf = [0u8; 64];
         let sp = std::hint::black_box(&buf).as_ptr() as usize;
@@ -250,7 +225,7 @@ fn edge_child() -> ! {
         .name("edge".into())
         .stack_size(128 * 1024)
         .spawn(|| {
-            descend(stack_low());
+            descend(testkit::stack_low());
             killable::check()
         })
         .unwrap();
@@ -262,7 +237,7 @@ fn edge_child() -> ! {
     // The signal was queued before `interrupt` returned: once it is no longer pending, it was
     // delivered at the edge (had its frame not fit, the process would have died of it).
     testkit::wait_until(Duration::from_secs(10), "the signal delivered", || {
-        !pending(h.thread().tid(), libc::SIGUSR1)
+        !testkit::signal_pending(h.thread().tid(), libc::SIGUSR1)
     });
     RELEASE.store(true, Ordering::SeqCst);
     let r = h.join().expect("the edge thread does not panic");

@@ -23,19 +23,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The lowest usable address of the calling thread's stack (above its guard).
-fn stack_low() -> usize {
-    // SAFETY: pthread_attr_t is plain data, initialised by pthread_getattr_np.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
-        let (mut addr, mut size) = (std::ptr::null_mut(), 0);
-        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
-        libc::pthread_attr_destroy(&mut attr);
-        addr as usize
-    }
-}
-
 /// Recurses until less than `left` bytes of stack are left below the current frame, then
 /// runs `at_depth` there.
 #[inline(never)]
@@ -74,20 +61,6 @@ fn segv_disposition() -> &'static str {
 static READY: AtomicBool = AtomicBool::new(false);
 static RELEASE: AtomicBool = AtomicBool::new(false);
 
-/// Whether signal `sig` is pending for thread `tid` of this process (`SigPnd`, the thread's
-/// own pending set, in /proc). A thread that has ended has nothing pending.
-fn pending(tid: libc::pid_t, sig: libc::c_int) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else {
-        return false;
-    };
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigPnd:"))
-        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
-        .unwrap();
-    mask & (1 << (sig - 1)) != 0
-}
-
 fn interrupt_at_depth(left: usize, blocked: bool) {
     // A first thread, as a program would have (the next one reads its guard from the
     // descriptor).
@@ -95,7 +68,7 @@ fn interrupt_at_depth(left: usize, blocked: bool) {
     let h = killable::Builder::new()
         .stack_size(256 * 1024)
         .spawn(move || {
-            descend(stack_low(), left, &mut || {
+            descend(testkit::stack_low(), left, &mut || {
                 READY.store(true, Ordering::SeqCst);
                 if blocked {
                     killable::sleep(Duration::from_secs(30))
@@ -119,7 +92,7 @@ fn interrupt_at_depth(left: usize, blocked: bool) {
     // The signal was queued before `interrupt` returned; once it is no longer pending, it was
     // delivered (or, had its frame not fit, the process died of it).
     testkit::wait_until(Duration::from_secs(10), "the signal delivered", || {
-        !pending(h.thread().tid(), libc::SIGUSR1)
+        !testkit::signal_pending(h.thread().tid(), libc::SIGUSR1)
     });
     RELEASE.store(true, Ordering::SeqCst);
     let r = h.join().expect("the thread does not panic");
@@ -221,7 +194,7 @@ mod gp {
     pub fn fault_at_depth(left: usize) {
         killable::Builder::new()
             .name("faulty".into())
-            .spawn(move || descend(stack_low(), left, &mut gp_fault))
+            .spawn(move || descend(testkit::stack_low(), left, &mut gp_fault))
             .unwrap()
             .join()
             .unwrap();
@@ -347,7 +320,7 @@ fn regression_cached_stack_with_a_large_guard_keeps_std_s_guard_region() {
                 .unwrap();
             // A thread of the application, 2 MiB of stack and a 256 KB guard, that ends.
             extern "C" fn raw(_: *mut libc::c_void) -> *mut libc::c_void {
-                stack_low() as *mut libc::c_void
+                testkit::stack_low() as *mut libc::c_void
             }
             // SAFETY: plain pthread calls on an attribute we initialise and destroy.
             let raw_low = unsafe {
@@ -369,7 +342,7 @@ fn regression_cached_stack_with_a_large_guard_keeps_std_s_guard_region() {
             let h = killable::Builder::new()
                 .name("cached".into())
                 .spawn(move || {
-                    let low = stack_low();
+                    let low = testkit::stack_low();
                     assert_eq!(low, raw_low, "glibc did not reuse the cached stack");
                     let page = (low + 128 * 1024) & !4095;
                     PROTECTED.store(page, Ordering::SeqCst);
@@ -428,7 +401,7 @@ fn regression_chained_handler_keeps_its_alternate_stack() {
             let t = std::thread::Builder::new()
                 .stack_size(256 * 1024)
                 .spawn(|| {
-                    descend(stack_low(), 2048, &mut || {
+                    descend(testkit::stack_low(), 2048, &mut || {
                         DEEP.store(true, Ordering::SeqCst);
                         while APP_SIGNALS.load(Ordering::SeqCst) == 0
                             && !GIVE_UP.load(Ordering::SeqCst)
@@ -484,7 +457,7 @@ fn regression_interrupt_of_an_adopted_thread_low_on_stack_keeps_sigsegv_armed() 
                 .stack_size(256 * 1024)
                 .spawn(move || {
                     tx.send(killable::current()).unwrap();
-                    let r = descend(stack_low(), 3072, &mut || {
+                    let r = descend(testkit::stack_low(), 3072, &mut || {
                         DEEP.store(true, Ordering::SeqCst);
                         killable::sleep(Duration::from_secs(30))
                     });

@@ -25,4 +25,4 @@ mod child;
 mod wait;
 
 pub use child::{in_child, own_binary, panics_on_purpose, quiet_panics};
-pub use wait::{BLOCK_LIMIT, task_state, wait_blocked, wait_until};
+pub use wait::{BLOCK_LIMIT, signal_pending, stack_low, task_state, wait_blocked, wait_until};

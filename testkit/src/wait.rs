@@ -58,3 +58,31 @@ pub fn task_state(tid: libc::pid_t) -> Option<char> {
     // The command name, in parentheses, may itself contain spaces and parentheses.
     stat.rsplit(')').next()?.trim_start().chars().next()
 }
+
+/// Whether signal `sig` is pending for thread `tid` of this process: its own pending set
+/// (`SigPnd` in `/proc/self/task/<tid>/status`). A thread that has ended has nothing pending.
+pub fn signal_pending(tid: libc::pid_t, sig: libc::c_int) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")) else {
+        return false;
+    };
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigPnd:"))
+        .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+        .unwrap();
+    mask & (1 << (sig - 1)) != 0
+}
+
+/// The lowest usable address of the calling thread's stack (above its guard).
+pub fn stack_low() -> usize {
+    // SAFETY: pthread_attr_t is plain data, initialised by pthread_getattr_np before it is
+    // read, and destroyed after.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+        let (mut addr, mut size) = (std::ptr::null_mut(), 0);
+        libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        addr as usize
+    }
+}
